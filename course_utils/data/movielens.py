@@ -1,0 +1,214 @@
+"""MovieLens-100K (Harper & Konstan, 2015): 100,000 real ratings of 1,682 movies by 943 users.
+
+Sources are tried in a fixed order and the one used is reported:
+
+1. a cached copy of GroupLens's own ``ml-100k.zip`` (verified by SHA-256 before use);
+2. the atomic files that the PyPI package ``recbole==1.2.1`` ships (read as data only);
+3. a download of the official zip from GroupLens, verified before any member is read.
+
+Every source yields the same schema. GroupLens's terms forbid redistribution,
+so the course never commits these files; see ``data/README.md``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from course_utils.config import cache_dir, is_offline
+from course_utils.io import ChecksumError, download, verify_sha256
+
+ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+ML100K_SHA256 = "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
+GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+RATING_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+@dataclass
+class MovieLens:
+    """MovieLens-100K in the course's schema.
+
+    ratings: user, item (0-based contiguous ints), rating (1-5), timestamp (Unix s),
+             in the original file order (which matters for tie-breaking, see ``splits``).
+    items:   item, movielens_id, title, year (nullable), genres (tuple of names).
+    users:   user, movielens_id, age, gender, occupation, zip_code.
+    """
+
+    ratings: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    source: str
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+
+def _finish(raw_ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, source: str) -> MovieLens:
+    """Map 1-based MovieLens ids to 0-based indices and fix dtypes, identically for every source."""
+    ratings = pd.DataFrame({
+        "user": raw_ratings["user_id"].astype(np.int64) - 1,
+        "item": raw_ratings["item_id"].astype(np.int64) - 1,
+        "rating": raw_ratings["rating"].astype(np.float32),
+        "timestamp": raw_ratings["timestamp"].astype(np.int64),
+    })
+    items = items.sort_values("movielens_id").reset_index(drop=True)
+    items.insert(0, "item", items["movielens_id"].astype(np.int64) - 1)
+    items["year"] = items["year"].astype("Int64")
+    users = users.sort_values("movielens_id").reset_index(drop=True)
+    users.insert(0, "user", users["movielens_id"].astype(np.int64) - 1)
+    users["age"] = users["age"].astype(np.int64)
+    for name, frame in (("items", items), ("users", users)):
+        key = "item" if name == "items" else "user"
+        if not np.array_equal(frame[key].to_numpy(), np.arange(len(frame))):
+            raise ValueError(f"{source}: {name} ids are not contiguous from 1; the files look damaged")
+    return MovieLens(ratings=ratings, items=items, users=users, source=source)
+
+
+_YEAR_SUFFIX = re.compile(r"\s*\((\d{4})\)\s*$")
+
+
+def _split_title(title: str) -> str:
+    """GroupLens titles end in '(1995)'; RecBole's do not. Strip the year so both agree."""
+    return _YEAR_SUFFIX.sub("", title).strip()
+
+
+def _read_grouplens(open_member) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Parse u.data / u.item / u.user given a function that opens a member by name."""
+    raw = pd.read_csv(open_member("u.data"), sep="\t", header=None,
+                      names=["user_id", "item_id", "rating", "timestamp"])
+    item_cols = ["movielens_id", "title", "release_date", "video_date", "imdb_url", *GENRES]
+    raw_items = pd.read_csv(open_member("u.item"), sep="|", header=None, names=item_cols,
+                            encoding="latin-1")
+    flags = raw_items[list(GENRES)].to_numpy().astype(bool)
+    items = pd.DataFrame({
+        "movielens_id": raw_items["movielens_id"],
+        "title": raw_items["title"].astype(str).map(_split_title),
+        "year": pd.to_datetime(raw_items["release_date"], format="%d-%b-%Y", errors="coerce").dt.year,
+        "genres": [tuple(g for g, on in zip(GENRES, row) if on) for row in flags],
+    })
+    users = pd.read_csv(open_member("u.user"), sep="|", header=None,
+                        names=["movielens_id", "age", "gender", "occupation", "zip_code"], dtype={"zip_code": str})
+    return raw, items, users
+
+
+def _load_zip(path: Path, source: str) -> MovieLens:
+    verify_sha256(path, ML100K_SHA256)
+    with zipfile.ZipFile(path) as archive:
+        def open_member(name):
+            return io.BytesIO(archive.read(f"ml-100k/{name}"))
+        return _finish(*_read_grouplens(open_member), source=source)
+
+
+def recbole_dir() -> Path | None:
+    """Folder of the ml-100k atomic files inside an installed ``recbole`` (found, never imported)."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
+    return folder if (folder / "ml-100k.inter").exists() else None
+
+
+def _load_recbole(folder: Path) -> MovieLens:
+    """Read RecBole's atomic files (tab-separated, typed headers such as ``user_id:token``)."""
+    def read(ext):
+        frame = pd.read_csv(folder / f"ml-100k.{ext}", sep="\t", dtype=str, keep_default_na=False)
+        frame.columns = [c.split(":")[0] for c in frame.columns]
+        return frame
+
+    inter, raw_items, raw_users = read("inter"), read("item"), read("user")
+    raw = inter.rename(columns={"user_id": "user_id", "item_id": "item_id"})
+    raw = raw.astype({"user_id": np.int64, "item_id": np.int64, "rating": float, "timestamp": float})
+    items = pd.DataFrame({
+        "movielens_id": raw_items["item_id"].astype(np.int64),
+        "title": raw_items["movie_title"].map(_split_title),
+        "year": pd.to_numeric(raw_items["release_year"], errors="coerce"),
+        "genres": [tuple(g.split()) if g else ("unknown",) for g in raw_items["class"]],
+    })
+    users = pd.DataFrame({
+        "movielens_id": raw_users["user_id"].astype(np.int64),
+        "age": raw_users["age"].astype(np.int64),
+        "gender": raw_users["gender"], "occupation": raw_users["occupation"],
+        "zip_code": raw_users["zip_code"],
+    })
+    return _finish(raw, items, users, source=f"recbole package files ({folder})")
+
+
+def validate_ratings(ratings: pd.DataFrame, n_users: int | None = None, n_items: int | None = None) -> None:
+    """Check a ratings frame has the course's columns and sane values; raise ``ValueError`` if not."""
+    if not isinstance(ratings, pd.DataFrame):
+        raise TypeError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
+    missing = [c for c in ("user", "item") if c not in ratings.columns]
+    if missing:
+        raise ValueError(f"ratings frame is missing column(s) {missing}; it has {list(ratings.columns)}")
+    if len(ratings) == 0:
+        raise ValueError("ratings frame is empty")
+    for col, bound in (("user", n_users), ("item", n_items)):
+        values = ratings[col]
+        if not pd.api.types.is_integer_dtype(values):
+            raise ValueError(f"column {col!r} must hold integer indices, got dtype {values.dtype}")
+        if values.min() < 0 or (bound is not None and values.max() >= bound):
+            raise ValueError(f"column {col!r} must lie in [0, {bound}), got range [{values.min()}, {values.max()}]")
+
+
+def load_movielens(verbose: bool = True, allow_download: bool | None = None) -> MovieLens:
+    """Load MovieLens-100K from the first source that works, and say which one it was.
+
+    ``allow_download`` defaults to "when online". The error raised when nothing
+    works lists every source tried and why it failed.
+    """
+    cached_zip = cache_dir("movielens") / "ml-100k.zip"
+    tried = []
+
+    if cached_zip.exists():
+        try:
+            data = _load_zip(cached_zip, source=f"cache ({cached_zip})")
+        except (ChecksumError, zipfile.BadZipFile, KeyError) as err:
+            cached_zip.unlink()  # never use a corrupt cache: drop it and fall through
+            tried.append(f"cache {cached_zip}: corrupt ({err}); deleted")
+        else:
+            return _report(data, verbose)
+    else:
+        tried.append(f"cache {cached_zip}: not present")
+
+    folder = recbole_dir()
+    if folder is not None:
+        return _report(_load_recbole(folder), verbose)
+    tried.append("recbole package files: not installed (pip install --no-deps recbole==1.2.1)")
+
+    if allow_download is None:
+        allow_download = not is_offline("files.grouplens.org")
+    if allow_download:
+        try:
+            download(ML100K_URL, cached_zip, ML100K_SHA256)
+            return _report(_load_zip(cached_zip, source=f"download from {ML100K_URL}"), verbose)
+        except Exception as err:  # network, TLS and checksum failures all end up here
+            tried.append(f"download {ML100K_URL}: {type(err).__name__}: {err}")
+    else:
+        tried.append(f"download {ML100K_URL}: skipped (offline)")
+    raise RuntimeError(
+        "Could not load MovieLens-100K. Tried, in order:\n  - " + "\n  - ".join(tried) +
+        "\nFixes: `pip install --no-deps recbole==1.2.1` (it carries the files), or download "
+        f"{ML100K_URL} in a browser (the host has had TLS certificate lapses) and save it as {cached_zip}."
+    )
+
+
+def _report(data: MovieLens, verbose: bool) -> MovieLens:
+    if verbose:
+        print(f"MovieLens-100K: {len(data.ratings):,} ratings, {data.n_users} users, "
+              f"{data.n_items} items, from {data.source}")
+    return data

@@ -1,0 +1,182 @@
+"""Evaluation metrics (survey Section 5.1.1), all vectorised over users.
+
+Ranking metrics take a *rank matrix*: one row per user, one column per relevant
+(held-out) item, holding that item's 1-based position in the user's ranking,
+padded with ``np.inf`` where a user has fewer relevant items. Every metric
+returns one value per user; evaluators average them.
+
+Example: a user whose single test item sits at position 3 has
+``ndcg_at_k(np.array([[3.0]]), 10) == 1 / log2(4) == 0.5``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _check_ranks(ranks) -> np.ndarray:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.ndim != 2:
+        raise ValueError(f"ranks must be a 2-D array (users × relevant items), got shape {ranks.shape}")
+    if ranks.shape[0] == 0:
+        raise ValueError("ranks is empty: there are no users to evaluate")
+    if np.isnan(ranks).any() or (ranks < 1).any():
+        raise ValueError("ranks must be 1-based positions (>= 1), padded with np.inf")
+    n_relevant = np.isfinite(ranks).sum(axis=1)
+    if (n_relevant == 0).any():
+        raise ValueError(f"{int((n_relevant == 0).sum())} user(s) have no relevant item; drop them first")
+    return ranks
+
+
+def n_relevant(ranks) -> np.ndarray:
+    """Number of relevant items per user (the finite entries of the rank matrix)."""
+    return np.isfinite(_check_ranks(ranks)).sum(axis=1)
+
+
+def hits_at_k(ranks, k: int) -> np.ndarray:
+    """Number of relevant items in the top ``k``, per user."""
+    return (_check_ranks(ranks) <= _check_k(k)).sum(axis=1)
+
+
+def hit_rate_at_k(ranks, k: int) -> np.ndarray:
+    """HR@k: 1 if any relevant item is in the top k, else 0."""
+    return (hits_at_k(ranks, k) > 0).astype(np.float64)
+
+
+def precision_at_k(ranks, k: int) -> np.ndarray:
+    """Precision@k: relevant items in the top k, divided by k."""
+    return hits_at_k(ranks, k) / _check_k(k)
+
+
+def recall_at_k(ranks, k: int) -> np.ndarray:
+    """Recall@k normalised by |test|: the share of a user's relevant items found in the top k."""
+    return hits_at_k(ranks, k) / n_relevant(ranks)
+
+
+def recall_at_k_capped(ranks, k: int) -> np.ndarray:
+    """Recall@k normalised by min(k, |test|), as in Liang et al. (2018): 1.0 is reachable for every user."""
+    return hits_at_k(ranks, k) / np.minimum(_check_k(k), n_relevant(ranks))
+
+
+def _discount(positions: np.ndarray) -> np.ndarray:
+    return 1.0 / np.log2(positions + 1.0)
+
+
+def ndcg_at_k(ranks, k: int) -> np.ndarray:
+    """NDCG@k with binary relevance: DCG of the hits over the DCG of a perfect top k."""
+    ranks, k = _check_ranks(ranks), _check_k(k)
+    dcg = np.where(ranks <= k, _discount(np.minimum(ranks, k)), 0.0).sum(axis=1)
+    ideal_len = np.minimum(k, np.isfinite(ranks).sum(axis=1))
+    ideal = np.cumsum(_discount(np.arange(1, k + 1)))[ideal_len - 1]
+    return dcg / ideal
+
+
+def map_at_k(ranks, k: int) -> np.ndarray:
+    """Average precision cut at k, divided by |test| (trec_eval's ``map_cut``).
+
+    For the j-th relevant item (in rank order) found at position r <= k, the
+    precision there is j / r.
+    """
+    ranks, k = _check_ranks(ranks), _check_k(k)
+    ordered = np.sort(ranks, axis=1)
+    j = np.arange(1, ordered.shape[1] + 1)
+    precision_at_hits = np.where(ordered <= k, j / np.minimum(ordered, k), 0.0)
+    return precision_at_hits.sum(axis=1) / np.isfinite(ranks).sum(axis=1)
+
+
+def mrr(ranks) -> np.ndarray:
+    """Reciprocal rank of the first relevant item (over the full ranking, no cut-off)."""
+    return 1.0 / _check_ranks(ranks).min(axis=1)
+
+
+def auc(ranks, n_candidates) -> np.ndarray:
+    """Per-user AUC: the share of (relevant, non-relevant) pairs ranked in the right order.
+
+    ``n_candidates`` is the number of items each user's ranking ran over
+    (scalar or one per user), relevant items included.
+    """
+    ranks = _check_ranks(ranks)
+    n_rel = np.isfinite(ranks).sum(axis=1)
+    n_neg = np.broadcast_to(np.asarray(n_candidates, dtype=np.float64), n_rel.shape) - n_rel
+    if (n_neg <= 0).any():
+        raise ValueError("n_candidates must exceed the number of relevant items for every user")
+    ordered = np.sort(ranks, axis=1)
+    # The j-th relevant item (0-based) has rank-1 items above it, j of them relevant.
+    negatives_above = np.where(np.isfinite(ordered), ordered - 1 - np.arange(ordered.shape[1]), 0.0)
+    return 1.0 - negatives_above.sum(axis=1) / (n_rel * n_neg)
+
+
+# --- rating prediction --------------------------------------------------------
+
+def _paired(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("y_true is empty")
+    return y_true, y_pred
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error of predicted ratings."""
+    y_true, y_pred = _paired(y_true, y_pred)
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error of predicted ratings."""
+    y_true, y_pred = _paired(y_true, y_pred)
+    return float(np.mean(np.abs(y_true - y_pred)))
+
+
+# --- beyond accuracy ----------------------------------------------------------
+
+def _check_lists(top_items, n_items: int | None = None) -> np.ndarray:
+    top_items = np.asarray(top_items)
+    if top_items.ndim != 2 or top_items.size == 0:
+        raise ValueError(f"top_items must be a non-empty 2-D array (users × k), got shape {top_items.shape}")
+    if not np.issubdtype(top_items.dtype, np.integer):
+        raise ValueError(f"top_items must hold integer item indices, got dtype {top_items.dtype}")
+    if top_items.min() < 0 or (n_items is not None and top_items.max() >= n_items):
+        raise ValueError(f"item indices must lie in [0, {n_items}), got [{top_items.min()}, {top_items.max()}]")
+    return top_items
+
+
+def catalog_coverage(top_items, n_items: int) -> float:
+    """Share of the catalogue that appears in at least one user's list."""
+    top_items = _check_lists(top_items, n_items)
+    return float(np.unique(top_items).size / n_items)
+
+
+def intra_list_diversity(top_items, item_vectors) -> np.ndarray:
+    """Mean pairwise cosine *distance* between the items of each list (higher = more varied)."""
+    top_items = _check_lists(top_items, len(item_vectors))
+    if top_items.shape[1] < 2:
+        raise ValueError("intra-list diversity needs lists of at least 2 items")
+    vectors = np.asarray(item_vectors, np.float64)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    lists = unit[top_items]                          # users × k × d
+    sims = np.einsum("ukd,ujd->ukj", lists, lists)   # users × k × k
+    k = top_items.shape[1]
+    off_diagonal = (sims.sum(axis=(1, 2)) - np.trace(sims, axis1=1, axis2=2)) / (k * (k - 1))
+    return 1.0 - off_diagonal
+
+
+def novelty(top_items, item_popularity) -> np.ndarray:
+    """Mean self-information -log2 p(i) of recommended items, p(i) = share of users who saw i."""
+    popularity = np.asarray(item_popularity, np.float64)
+    top_items = _check_lists(top_items, len(popularity))
+    if popularity.min() < 0 or popularity.max() > 1:
+        raise ValueError("item_popularity must be a share of users in [0, 1]")
+    return -np.log2(np.maximum(popularity[top_items], 1e-12)).mean(axis=1)
+
+
+def average_recommended_popularity(top_items, item_counts) -> np.ndarray:
+    """ARP: mean training interaction count of the recommended items, per user."""
+    counts = np.asarray(item_counts, np.float64)
+    return counts[_check_lists(top_items, len(counts))].mean(axis=1)

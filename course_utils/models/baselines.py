@@ -1,0 +1,176 @@
+"""Non-generative baselines that every generative model in the course must beat (lesson 01).
+
+Each model has ``fit(X)`` on a users × items 0/1 CSR matrix and
+``score(users, history) -> users × items`` scores, so one evaluator serves all.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from course_utils.data.splits import History
+from course_utils.training import FitResult, count_parameters, fit_loop
+
+
+def _check_matrix(X) -> sp.csr_matrix:
+    if not sp.issparse(X):
+        raise TypeError(f"X must be a scipy sparse users × items matrix, got {type(X).__name__}")
+    if X.nnz == 0:
+        raise ValueError("X has no interactions; cannot fit a recommender on an empty matrix")
+    return X.tocsr().astype(np.float32)
+
+
+class Popularity:
+    """Recommend what most users interacted with: the same list for everyone."""
+
+    def fit(self, X) -> "Popularity":
+        self.counts_ = np.asarray(_check_matrix(X).sum(axis=0)).ravel()
+        return self
+
+    def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+
+    @property
+    def n_params(self) -> int:
+        return len(self.counts_)
+
+
+def cosine_similarity_topk(X: sp.csr_matrix, n_neighbors: int, shrink: float = 0.0) -> sp.csr_matrix:
+    """Item-item cosine similarity, keeping only the ``n_neighbors`` largest per item (diagonal zeroed)."""
+    co = (X.T @ X).toarray().astype(np.float64)
+    norms = np.sqrt(np.diag(co))
+    sim = co / (np.outer(norms, norms) + shrink + 1e-12)
+    np.fill_diagonal(sim, 0.0)
+    if n_neighbors < sim.shape[0]:
+        cutoff = -np.partition(-sim, n_neighbors - 1, axis=0)[n_neighbors - 1]  # k-th largest per column
+        sim[sim < cutoff[None, :]] = 0.0
+    return sp.csr_matrix(sim.astype(np.float32))
+
+
+class ItemKNN:
+    """Item-based neighbourhood model (Sarwar et al., 2001): score = history · item-item similarity."""
+
+    def __init__(self, n_neighbors: int = 100, shrink: float = 10.0):
+        if n_neighbors <= 0 or shrink < 0:
+            raise ValueError(f"need n_neighbors > 0 and shrink >= 0, got {n_neighbors} and {shrink}")
+        self.n_neighbors, self.shrink = n_neighbors, shrink
+
+    def fit(self, X) -> "ItemKNN":
+        self.sim_ = cosine_similarity_topk(_check_matrix(X), self.n_neighbors, self.shrink)
+        return self
+
+    def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        return (history.matrix[users] @ self.sim_).toarray()
+
+    @property
+    def n_params(self) -> int:
+        return int(self.sim_.nnz)
+
+
+class EASE:
+    """Embarrassingly Shallow Autoencoder (Steck, 2019): a closed-form item-item linear model.
+
+    B = argmin ||X - XB||² + λ||B||² subject to diag(B) = 0, solved as
+    B = I - P · diag(1 / diag(P)) with P = (XᵀX + λI)⁻¹.
+    """
+
+    def __init__(self, l2: float = 500.0):
+        if l2 <= 0:
+            raise ValueError(f"l2 must be positive, got {l2}")
+        self.l2 = l2
+
+    def fit(self, X) -> "EASE":
+        X = _check_matrix(X)
+        gram = (X.T @ X).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        P = np.linalg.inv(gram)
+        B = -P / np.diag(P)[None, :]
+        np.fill_diagonal(B, 0.0)
+        self.B_ = B.astype(np.float32)
+        return self
+
+    def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        return history.matrix[users] @ self.B_
+
+    @property
+    def n_params(self) -> int:
+        return int(self.B_.size)
+
+
+class _MatrixFactorization(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int):
+        super().__init__()
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(n_items, dim)
+        nn.init.normal_(self.user.weight, std=0.1)
+        nn.init.normal_(self.item.weight, std=0.1)
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """Bayesian Personalised Ranking: -log σ(s(u,i) - s(u,j)), averaged over triples."""
+    return -nn.functional.logsigmoid(pos_scores - neg_scores).mean()
+
+
+def sample_uniform_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator,
+                             n_retries: int = 5) -> np.ndarray:
+    """One random item per user that the user has not interacted with (vectorised rejection sampling)."""
+    negatives = rng.integers(0, X.shape[1], size=len(users))
+    for _ in range(n_retries):
+        clash = np.asarray(X[users, negatives]).ravel() > 0
+        if not clash.any():
+            break
+        negatives[clash] = rng.integers(0, X.shape[1], size=int(clash.sum()))
+    return negatives
+
+
+class BPRMF:
+    """Matrix factorisation trained with the BPR loss (Rendle et al., 2009)."""
+
+    def __init__(self, dim: int = 64, lr: float = 5e-3, l2: float = 1e-5, batch_size: int = 4096,
+                 n_epochs: int = 50, patience: int = 3, seed: int = 0):
+        if dim <= 0 or lr <= 0 or l2 < 0 or batch_size <= 0:
+            raise ValueError(f"need dim > 0, lr > 0, l2 >= 0, batch_size > 0; got {dim}, {lr}, {l2}, {batch_size}")
+        self.dim, self.lr, self.l2, self.batch_size = dim, lr, l2, batch_size
+        self.n_epochs, self.patience, self.seed = n_epochs, patience, seed
+
+    def fit(self, X, validate=None) -> "BPRMF":
+        """Train on X; ``validate(model) -> float`` enables early stopping on a validation metric."""
+        X = _check_matrix(X)
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        self.net_ = _MatrixFactorization(X.shape[0], X.shape[1], self.dim)
+        optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        users_all, items_all = X.nonzero()
+
+        def train_epoch(epoch: int) -> float:
+            order = rng.permutation(len(users_all))
+            total = 0.0
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                u, i = users_all[idx], items_all[idx]
+                j = sample_uniform_negatives(X, u, rng)
+                u_t, i_t, j_t = (torch.as_tensor(a, dtype=torch.long) for a in (u, i, j))
+                eu, ei, ej = self.net_.user(u_t), self.net_.item(i_t), self.net_.item(j_t)
+                loss = bpr_loss((eu * ei).sum(1), (eu * ej).sum(1))
+                loss = loss + self.l2 * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum()) / len(idx)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+            return total / len(order)
+
+        self.fit_result_: FitResult = fit_loop(
+            train_epoch, self.n_epochs, None if validate is None else (lambda: validate(self)),
+            patience=self.patience, module=self.net_, desc="BPR-MF")
+        return self
+
+    @torch.no_grad()
+    def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        users_t = torch.as_tensor(np.asarray(users), dtype=torch.long)
+        return (self.net_.user(users_t) @ self.net_.item.weight.T).numpy()
+
+    @property
+    def n_params(self) -> int:
+        return count_parameters(self.net_)

@@ -1,0 +1,68 @@
+"""One small training loop for every model in the course.
+
+A model supplies ``train_epoch(epoch) -> mean loss`` and, optionally,
+``validate() -> metric`` (higher is better). The loop shows a progress bar,
+keeps the best weights, stops early when validation stalls and records wall time.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+
+@dataclass
+class FitResult:
+    """What a training run leaves behind: per-epoch history, best epoch and score, seconds."""
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_score: float | None
+    train_seconds: float
+
+
+def fit_loop(train_epoch: Callable[[int], float], n_epochs: int, validate: Callable[[], float] | None = None,
+             patience: int = 3, eval_every: int = 1, module=None, desc: str = "training",
+             progress: bool = True) -> FitResult:
+    """Run up to ``n_epochs`` epochs with early stopping on ``validate``.
+
+    ``module`` (a torch module) is snapshotted at its best validation score and
+    restored at the end, so the returned model is the one that was selected.
+    """
+    if n_epochs <= 0:
+        raise ValueError(f"n_epochs must be positive, got {n_epochs}")
+    if patience <= 0 or eval_every <= 0:
+        raise ValueError(f"patience and eval_every must be positive, got {patience} and {eval_every}")
+    rows, best_score, best_epoch, best_state, stale = [], None, n_epochs, None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(1, n_epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        row = {"epoch": epoch, "loss": float(train_epoch(epoch))}
+        if row["loss"] != row["loss"]:  # NaN: training diverged, stop rather than waste the budget
+            raise FloatingPointError(f"{desc}: loss became NaN at epoch {epoch}; try a smaller learning rate")
+        if validate is not None and (epoch % eval_every == 0 or epoch == n_epochs):
+            row["valid"] = float(validate())
+            if best_score is None or row["valid"] > best_score:
+                best_score, best_epoch, stale = row["valid"], epoch, 0
+                if module is not None:
+                    best_state = copy.deepcopy(module.state_dict())
+            else:
+                stale += 1
+        rows.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"})
+        if stale >= patience:
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    if validate is None:
+        best_epoch = rows[-1]["epoch"]
+    return FitResult(pd.DataFrame(rows), best_epoch, best_score, time.perf_counter() - start)
+
+
+def count_parameters(module) -> int:
+    """Number of trainable parameters of a torch module."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
