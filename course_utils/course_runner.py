@@ -50,9 +50,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="FAST mode (COURSE_FAST=1): quick, smaller runs")
     parser.add_argument("--only", nargs="*", default=None, help="lesson name prefixes to run, e.g. 00 01")
+    parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", help="folder of lessons")
+    parser.add_argument("--build", type=Path, default=ROOT / "build", help="folder for the reports")
     args = parser.parse_args(argv)
 
-    build = ROOT / "build"
+    build = args.build
     out_dir = build / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["COURSE_FAST"] = "1" if args.fast else "0"
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     if args.only is None:
         (build / "results.jsonl").unlink(missing_ok=True)  # a full build starts a fresh leaderboard
 
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in args.only)]
     if not notebooks:

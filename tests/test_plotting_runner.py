@@ -1,0 +1,71 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from course_utils import course_runner
+from course_utils.plotting import plot_leaderboard, plot_learning_curves, plot_long_tail, set_theme, show_images
+from course_utils.syllabus import LESSONS, course_map
+from course_utils.training import FitResult
+
+
+def test_plots_draw_what_they_are_given():
+    set_theme()
+    run = FitResult(pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.5, 0.4], "valid": [0.1, 0.3, 0.2]}), 2, 0.3, 1.0)
+    axes = plot_learning_curves({"model": run})
+    assert list(axes[0].lines[0].get_ydata()) == [1.0, 0.5, 0.4]
+    board = pd.DataFrame({"model": ["a", "b"], "NDCG@10": [0.05, 0.07]})
+    ax = plot_leaderboard(board, highlight="b")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]  # best at the top
+    ax = plot_long_tail(np.array([1, 100, 10]))
+    assert list(ax.lines[0].get_ydata()) == [100, 10, 1]
+    fig = show_images(np.zeros((3, 28, 28), np.uint8), titles=["x", "y", "z"], n_cols=2)
+    assert len(fig.axes) == 4
+
+
+def test_plots_reject_bad_input():
+    with pytest.raises(ValueError, match="empty"):
+        plot_learning_curves({})
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_leaderboard(pd.DataFrame({"model": ["a"]}), metric="NDCG@10")
+    with pytest.raises(ValueError, match="N × H × W"):
+        show_images(np.zeros((28, 28)))
+
+
+def test_course_map_marks_missing_lessons_as_coming(tmp_path):
+    (tmp_path / "00_welcome.ipynb").write_text("{}")
+    course = course_map(tmp_path)
+    assert len(course) == len(LESSONS) == 26
+    assert course.set_index("notebook").loc["00_welcome", "status"] == "ready"
+    assert (course.status == "coming").sum() == 25
+
+
+def test_runner_executes_lessons_and_writes_reports(tmp_path, monkeypatch):
+    """A real papermill run of two tiny lessons: one that logs a result, one that fails."""
+    lessons = tmp_path / "notebooks"
+    lessons.mkdir()
+    logging_cell = new_code_cell(
+        "from course_utils.results import log_result\n"
+        "log_result('Toy', {'NDCG@10': 0.5, 'HR@10': 0.75}, dataset='d', protocol='p', lesson='90_toy',"
+        " train_seconds=1.0, params=3)")
+    parameters = new_code_cell("FAST = False")
+    parameters.metadata["tags"] = ["parameters"]
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(new_notebook(cells=[parameters, logging_cell], metadata=kernel), lessons / "90_toy.ipynb")
+    nbformat.write(new_notebook(cells=[parameters, new_code_cell("raise RuntimeError('broken lesson')")],
+                                metadata=kernel), lessons / "91_broken.ipynb")
+    # The runner sets these for its kernels; monkeypatch restores them for the other tests.
+    monkeypatch.setenv("COURSE_FAST", "0")
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "unused.jsonl"))
+    code = course_runner.main(["--fast", "--notebooks", str(lessons), "--build", str(tmp_path / "build")])
+    assert code == 1  # one lesson failed, and the run says so
+    timings = (tmp_path / "build" / "timings.md").read_text()
+    assert "| 90_toy | FAST |" in timings and "| ok |" in timings and "FAILED" in timings
+    results = (tmp_path / "build" / "results.md").read_text()
+    assert "| Toy | d | p | 0.5000 | 0.7500 |" in results and "FAST" in results
+    assert (tmp_path / "build" / "notebooks" / "90_toy.ipynb").exists()
