@@ -180,6 +180,18 @@ def _hub_source(online_id: str, offline: bool) -> str:
     return f"{'hf-cache' if offline else 'hub'}:{online_id}"
 
 
+def _require_local_copy(online_id: str) -> None:
+    """Offline, fail at once unless the model is already in the local Hugging Face cache.
+
+    Without this check transformers still asks the unreachable hub for optional
+    files (an adapter config) and retries with back-off: half a minute lost.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(online_id, "config.json"), str):
+        raise FileNotFoundError(f"{online_id} is not in the local Hugging Face cache")
+
+
 def _device(device):
     import torch
 
@@ -207,6 +219,8 @@ def load_text_encoder(name: str = "minilm", device=None, verbose: bool = True):
     device, offline = _device(device), is_offline()
 
     def from_hub():
+        if offline:
+            _require_local_copy(spec.online_id)
         model = SentenceTransformer(spec.online_id, device=str(device), local_files_only=offline)
         return model, _hub_source(spec.online_id, offline)
 
@@ -360,6 +374,8 @@ def load_llm(name: str = "smollm2-135m", online_id: str | None = None, device=No
     device, offline = _device(device), is_offline()
 
     def from_hub():
+        if offline:
+            _require_local_copy(wanted)
         return _load_causal_lm(wanted, device, local_files_only=offline), _hub_source(wanted, offline)
 
     def from_package():

@@ -181,3 +181,9 @@ def test_when_every_source_fails_the_error_lists_them(monkeypatch, tmp_path, loa
     assert "1. hub " in message and "2. offline package" in message and "go online" in message
     for name in names:
         assert name in message
+
+
+def test_offline_hub_attempt_fails_fast_without_a_local_copy():
+    # Offline, the hub step must give up at once rather than let transformers retry an unreachable host.
+    with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):
+        hub._require_local_copy("nobody/no-such-model-for-the-course")
