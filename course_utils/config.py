@@ -128,8 +128,17 @@ def limit_cpu_threads() -> int:
     return threads
 
 
-def setup_course(seed: int = 42) -> dict:
-    """One call at the top of every lesson: seed, quiet logs, pick a device, report the mode."""
+def setup_course(seed: int = 42, fast: bool | None = None) -> dict:
+    """One call at the top of every lesson: seed, quiet logs, pick a device, report the mode.
+
+    ``fast=None`` follows ``COURSE_FAST``; True or False (e.g. a papermill parameter)
+    is written back to ``COURSE_FAST`` so that every helper, the results log
+    included, agrees on the mode.
+    """
+    if fast is not None:
+        if not isinstance(fast, bool):
+            raise ValueError(f"fast must be True, False or None, got {fast!r}")
+        os.environ["COURSE_FAST"] = "1" if fast else "0"
     seed_everything(seed)
     quiet_progress()
     info = {"seed": seed, "fast": is_fast(), "offline": is_offline()}

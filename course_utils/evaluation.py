@@ -170,6 +170,14 @@ def recommend_top_k(score_fn: ScoreFn, split: Split, stage: str = "test", k: int
     return np.concatenate(lists)
 
 
+def validation_metric(split: Split, metric: str = "NDCG@10") -> Callable:
+    """A ``validate(model) -> float`` for early stopping: ``metric`` on the split's validation stage."""
+    if "@" not in metric:
+        raise ValueError(f"metric must look like 'NDCG@10', got {metric!r}")
+    k = int(metric.split("@")[1])
+    return lambda model: evaluate(model.score, split, "valid", ks=(k,))[metric]
+
+
 def tune_on_validation(make_model: Callable, grid: list[dict], split: Split, metric: str = "NDCG@10",
                        fit=lambda model, X: model.fit(X)):
     """Fit one model per setting on the training part and keep the best by validation ``metric``.
@@ -179,13 +187,13 @@ def tune_on_validation(make_model: Callable, grid: list[dict], split: Split, met
     """
     if not grid:
         raise ValueError("grid is empty: give at least one setting, e.g. [{'l2': 500}]")
-    k = int(metric.split("@")[1]) if "@" in metric else 10
+    validate = validation_metric(split, metric)
     X, rows, best = split.train_matrix(), [], None
     for settings in grid:
         start = time.perf_counter()
         model = fit(make_model(**settings), X)
         seconds = time.perf_counter() - start
-        score = evaluate(model.score, split, "valid", ks=(k,))[metric]
+        score = validate(model)
         rows.append({**settings, f"valid {metric}": score, "fit seconds": seconds})
         if best is None or score > best[0]:
             best = (score, settings, model, seconds)

@@ -71,3 +71,13 @@ def test_checksums_and_verified_download(tmp_path):
     with pytest.raises(ChecksumError):
         download(source.as_uri(), tmp_path / "bad.bin", "0" * 64)
     assert not (tmp_path / "bad.bin").exists()  # a failed download leaves nothing
+
+
+def test_setup_course_writes_the_mode_back(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "0")
+    assert config.setup_course(3, fast=True)["fast"] and config.is_fast()
+    assert not config.setup_course(3, fast=False)["fast"] and not config.is_fast()
+    monkeypatch.setenv("COURSE_FAST", "1")
+    assert config.setup_course(3, fast=None)["fast"]  # None leaves the environment in charge
+    with pytest.raises(ValueError, match="fast"):
+        config.setup_course(3, fast="yes")

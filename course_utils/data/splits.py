@@ -33,6 +33,15 @@ def interaction_matrix(frame: pd.DataFrame, n_users: int, n_items: int, binary: 
     return matrix
 
 
+def check_interaction_matrix(X) -> sp.csr_matrix:
+    """A users × items scipy sparse matrix with at least one interaction, as float32 CSR; else a clear error."""
+    if not sp.issparse(X):
+        raise TypeError(f"X must be a scipy sparse users × items matrix, got {type(X).__name__}")
+    if X.nnz == 0:
+        raise ValueError("X has no interactions; cannot fit a recommender on an empty matrix")
+    return X.tocsr().astype(np.float32)
+
+
 def user_sequences(frame: pd.DataFrame, n_users: int) -> list[np.ndarray]:
     """Each user's items in the frame's row order (time order for frames made by these splits)."""
     items = frame["item"].to_numpy(np.int64)

@@ -10,23 +10,15 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from course_utils.data.splits import History
+from course_utils.data.splits import History, check_interaction_matrix
 from course_utils.training import FitResult, count_parameters, fit_loop
-
-
-def _check_matrix(X) -> sp.csr_matrix:
-    if not sp.issparse(X):
-        raise TypeError(f"X must be a scipy sparse users × items matrix, got {type(X).__name__}")
-    if X.nnz == 0:
-        raise ValueError("X has no interactions; cannot fit a recommender on an empty matrix")
-    return X.tocsr().astype(np.float32)
 
 
 class Popularity:
     """Recommend what most users interacted with: the same list for everyone."""
 
     def fit(self, X) -> "Popularity":
-        self.counts_ = np.asarray(_check_matrix(X).sum(axis=0)).ravel()
+        self.counts_ = np.asarray(check_interaction_matrix(X).sum(axis=0)).ravel()
         return self
 
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
@@ -58,7 +50,7 @@ class ItemKNN:
         self.n_neighbors, self.shrink = n_neighbors, shrink
 
     def fit(self, X) -> "ItemKNN":
-        self.sim_ = cosine_similarity_topk(_check_matrix(X), self.n_neighbors, self.shrink)
+        self.sim_ = cosine_similarity_topk(check_interaction_matrix(X), self.n_neighbors, self.shrink)
         return self
 
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
@@ -82,7 +74,7 @@ class EASE:
         self.l2 = l2
 
     def fit(self, X) -> "EASE":
-        X = _check_matrix(X)
+        X = check_interaction_matrix(X)
         gram = (X.T @ X).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2
         P = np.linalg.inv(gram)
@@ -137,7 +129,7 @@ class BPRMF:
 
     def fit(self, X, validate=None) -> "BPRMF":
         """Train on X; ``validate(model) -> float`` enables early stopping on a validation metric."""
-        X = _check_matrix(X)
+        X = check_interaction_matrix(X)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.net_ = _MatrixFactorization(X.shape[0], X.shape[1], self.dim)
