@@ -67,5 +67,12 @@ def test_runner_executes_lessons_and_writes_reports(tmp_path, monkeypatch):
     timings = (tmp_path / "build" / "timings.md").read_text()
     assert "| 90_toy | FAST |" in timings and "| ok |" in timings and "FAILED" in timings
     results = (tmp_path / "build" / "results.md").read_text()
-    assert "| Toy | d | p | 0.5000 | 0.7500 |" in results and "FAST" in results
+    assert "## FAST mode" in results and "## full mode" not in results
+    assert "| Toy | d | p | 0.5000 | 0.7500 |" in results
     assert (tmp_path / "build" / "notebooks" / "90_toy.ipynb").exists()
+    # A later build of one lesson in the other mode keeps the earlier rows beside its own.
+    course_runner.main(["--notebooks", str(lessons), "--build", str(tmp_path / "build"), "--only", "90"])
+    timings = (tmp_path / "build" / "timings.md").read_text()
+    assert "| 90_toy | FAST |" in timings and "| 90_toy | full |" in timings and "| 91_broken | FAST |" in timings
+    results = (tmp_path / "build" / "results.md").read_text()
+    assert results.index("## full mode") < results.index("## FAST mode")
