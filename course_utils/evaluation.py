@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from course_utils import metrics
 from course_utils.data.splits import History, Split
+from course_utils.results import log_result
 
 ScoreFn = Callable[[np.ndarray, History], np.ndarray]
 DEFAULT_KS = (10, 20)
@@ -205,8 +206,6 @@ def tune_on_validation(make_model: Callable, grid: list[dict], split: Split, met
 def evaluate_and_log(name: str, model, split: Split, *, lesson: str, dataset: str,
                      train_seconds: float, notes: str = "", ks=DEFAULT_KS) -> dict:
     """Full-ranking test metrics for a fitted model, logged to the course leaderboard."""
-    from course_utils.results import log_result
-
     scores = evaluate(model.score, split, "test", ks=ks)
     log_result(name, scores, dataset=dataset, protocol=split.protocol, lesson=lesson,
                train_seconds=train_seconds, params=int(getattr(model, "n_params", 0)), notes=notes)
