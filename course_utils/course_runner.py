@@ -12,8 +12,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from course_utils.io import atomic_write
@@ -78,9 +80,42 @@ def timings_markdown(rows: dict[str, dict]) -> str:
     return header + "".join(lines)
 
 
+_TIMING_FIELDS = ("lesson", "mode", "seconds", "status", "recorded")
+
+
+def _read_timings(path: Path) -> dict[str, dict]:
+    """Earlier builds' timing rows; a damaged record is set aside, never allowed to stop the reports.
+
+    The record is read only after every lesson has run, so an exception here would
+    throw away a whole build's work. Like the results log, an unreadable file (or
+    row) is copied to ``timings.json.corrupt`` with a warning, and the build goes on.
+    """
+    if not path.exists():
+        return {}
+    problem, rows = None, {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise ValueError(f"expected an object of rows, got {type(loaded).__name__}")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        problem, loaded = f"unreadable ({type(error).__name__}: {error})", {}
+    for key, row in loaded.items():
+        if isinstance(row, dict) and set(_TIMING_FIELDS) <= set(row) and isinstance(row["seconds"], (int, float)):
+            rows[key] = row
+        else:
+            problem = problem or f"row {key!r} is damaged"
+    if problem:
+        aside = path.with_name(path.name + ".corrupt")
+        if path.is_file():
+            shutil.copyfile(path, aside)
+        warnings.warn(f"{path}: {problem}; kept a copy as {aside.name} and continued with "
+                      f"{len(rows)} earlier row(s)", RuntimeWarning, stacklevel=2)
+    return rows
+
+
 def _merge_timings(path: Path, new_rows: list[dict]) -> dict[str, dict]:
     """Earlier builds' rows (other lessons or the other mode) stay; this build's rows replace theirs."""
-    rows = json.loads(path.read_text()) if path.exists() else {}
+    rows = _read_timings(path)
     rows.update({f"{r['lesson']}|{r['mode']}": r for r in new_rows})
     return rows
 
@@ -93,7 +128,7 @@ def main(argv=None) -> int:
     parser.add_argument("--build", type=Path, default=ROOT / "build", help="folder for the reports")
     args = parser.parse_args(argv)
 
-    build = args.build
+    build = args.build.resolve()  # notebooks run in their own folder: a relative path would point elsewhere
     out_dir = build / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = "FAST" if args.fast else "full"

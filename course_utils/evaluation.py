@@ -24,11 +24,29 @@ DEFAULT_KS = (10, 20)
 
 
 def _checked_scores(score_fn: ScoreFn, users: np.ndarray, history: History, n_items: int) -> np.ndarray:
-    scores = np.asarray(score_fn(users, history), dtype=np.float64)
+    """The scores of ``users`` as a dense float array, refused when they cannot be ranked honestly.
+
+    NaN has no order, and +inf ties with +inf: with such scores the metrics would
+    only measure the random tie order, yet look plausible. -inf is allowed (a
+    model may rule items out), but not for every item of a user.
+    """
+    scores = score_fn(users, history)
+    if sp.issparse(scores):  # e.g. history @ similarity without .toarray(); zeros are real scores here
+        scores = scores.toarray()
+    try:
+        scores = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"score_fn must return a {len(users)} × {n_items} array of numbers, "
+                        f"got {type(scores).__name__} ({error})") from error
     if scores.shape != (len(users), n_items):
         raise ValueError(f"score_fn returned shape {scores.shape}, expected ({len(users)}, {n_items})")
     if np.isnan(scores).any():
         raise ValueError("score_fn returned NaN scores; check the model for divergence")
+    if np.isposinf(scores).any():
+        raise ValueError("score_fn returned +inf scores: they tie with each other, so the ranking would "
+                         "only reflect the tie order; return finite scores (or -inf to rule items out)")
+    if np.isneginf(scores).all(axis=1).any():
+        raise ValueError("score_fn returned -inf for every item of some user: nothing left to rank")
     return scores
 
 
@@ -151,10 +169,25 @@ def evaluate_sampled(score_fn: ScoreFn, split: Split, stage: str = "test", n_neg
 
 
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
-    """Indices of the k best items per row (best first), skipping ``exclude``d items."""
+    """Indices of the k best items per row (best first), skipping ``exclude``d items.
+
+    Raises ValueError when a row has fewer than k items left after exclusion:
+    padding the list with items the user already has would look like a real list.
+    """
     k = metrics._check_k(k)
     scores = np.array(scores, dtype=np.float64, copy=True)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be a 2-D array (users × items), got shape {scores.shape}")
+    if k > scores.shape[1]:
+        raise ValueError(f"k={k} exceeds the catalogue of {scores.shape[1]} items")
     if exclude is not None:
+        if exclude.shape != scores.shape:
+            raise ValueError(f"exclude has shape {exclude.shape}, scores {scores.shape}")
+        available = scores.shape[1] - exclude.getnnz(axis=1)
+        if (available < k).any():
+            user = int(np.argmax(available < k))
+            raise ValueError(f"k={k}, but row {user} has only {available[user]} items outside its history; "
+                             f"ask for at most {available.min()} items")
         scores[exclude.toarray().astype(bool)] = -np.inf
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
@@ -164,6 +197,7 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> n
 def recommend_top_k(score_fn: ScoreFn, split: Split, stage: str = "test", k: int = 10,
                     batch_size: int = 256) -> np.ndarray:
     """Top-k lists for every user (n_users × k), history masked; feeds the beyond-accuracy metrics."""
+    metrics._check_k(k)
     history = split.history(stage)
     users = np.arange(split.n_users)
     lists = [top_k(_checked_scores(score_fn, b, history, split.n_items), k, history.matrix[b])
@@ -171,12 +205,27 @@ def recommend_top_k(score_fn: ScoreFn, split: Split, stage: str = "test", k: int
     return np.concatenate(lists)
 
 
+METRIC_NAMES = ("NDCG", "HR", "Recall", "Precision", "MAP")  # each as NAME@k; MRR and AUC take no k
+
+
+def parse_metric(metric: str) -> tuple[str, int | None]:
+    """Split 'NDCG@10' into ('NDCG', 10), 'MRR' into ('MRR', None); a clear ValueError for anything else."""
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a string such as 'NDCG@10', got {type(metric).__name__}")
+    if metric in ("MRR", "AUC"):
+        return metric, None
+    name, at, k = metric.partition("@")
+    if not at or name not in METRIC_NAMES or not k.isdigit() or int(k) <= 0:
+        raise ValueError(f"metric must be NAME@k with NAME one of {', '.join(METRIC_NAMES)} and k a positive "
+                         f"integer (e.g. 'NDCG@10'), or 'MRR' / 'AUC'; got {metric!r}")
+    return name, int(k)
+
+
 def validation_metric(split: Split, metric: str = "NDCG@10") -> Callable:
     """A ``validate(model) -> float`` for early stopping: ``metric`` on the split's validation stage."""
-    if "@" not in metric:
-        raise ValueError(f"metric must look like 'NDCG@10', got {metric!r}")
-    k = int(metric.split("@")[1])
-    return lambda model: evaluate(model.score, split, "valid", ks=(k,))[metric]
+    _, k = parse_metric(metric)  # fail now, not after the first training epoch
+    ks = (k,) if k is not None else DEFAULT_KS
+    return lambda model: evaluate(model.score, split, "valid", ks=ks)[metric]
 
 
 def tune_on_validation(make_model: Callable, grid: list[dict], split: Split, metric: str = "NDCG@10",
@@ -204,9 +253,15 @@ def tune_on_validation(make_model: Callable, grid: list[dict], split: Split, met
 
 
 def evaluate_and_log(name: str, model, split: Split, *, lesson: str, dataset: str,
-                     train_seconds: float, notes: str = "", ks=DEFAULT_KS) -> dict:
-    """Full-ranking test metrics for a fitted model, logged to the course leaderboard."""
+                     train_seconds: float, notes: str = "", ks=DEFAULT_KS, seed: int | None = None) -> dict:
+    """Full-ranking test metrics for a fitted model, logged to the course leaderboard.
+
+    ``seed`` is the seed the model was *trained* with: runs with different seeds
+    become separate rows that the leaderboard averages. The evaluation's own tie
+    order stays fixed, so every run is measured the same way.
+    """
     scores = evaluate(model.score, split, "test", ks=ks)
-    log_result(name, scores, dataset=dataset, protocol=split.protocol, lesson=lesson,
-               train_seconds=train_seconds, params=int(getattr(model, "n_params", 0)), notes=notes)
+    params = getattr(model, "n_params", None)
+    log_result(name, scores, dataset=dataset, protocol=split.protocol, lesson=lesson, train_seconds=train_seconds,
+               params=None if params is None else int(params), notes=notes, seed=seed)
     return scores

@@ -25,11 +25,18 @@ def _check_ranks(ranks) -> np.ndarray:
         raise ValueError(f"ranks must be a 2-D array (users × relevant items), got shape {ranks.shape}")
     if ranks.shape[0] == 0:
         raise ValueError("ranks is empty: there are no users to evaluate")
-    if np.isnan(ranks).any() or (ranks < 1).any():
+    if np.isnan(ranks).any() or (ranks < 1).any() or (ranks == -np.inf).any():
         raise ValueError("ranks must be 1-based positions (>= 1), padded with np.inf")
-    n_relevant = np.isfinite(ranks).sum(axis=1)
+    finite = np.isfinite(ranks)
+    if (ranks[finite] != np.floor(ranks[finite])).any():
+        raise ValueError("ranks must be whole positions (1, 2, 3, ...), got fractional values")
+    n_relevant = finite.sum(axis=1)
     if (n_relevant == 0).any():
         raise ValueError(f"{int((n_relevant == 0).sum())} user(s) have no relevant item; drop them first")
+    # Two relevant items cannot share a position: duplicates would push NDCG above 1.
+    ordered = np.sort(ranks, axis=1)
+    if ranks.shape[1] > 1 and ((ordered[:, 1:] == ordered[:, :-1]) & np.isfinite(ordered[:, 1:])).any():
+        raise ValueError("a user's relevant items must sit at distinct positions; got a repeated rank")
     return ranks
 
 
@@ -105,6 +112,11 @@ def auc(ranks, n_candidates) -> np.ndarray:
     n_neg = np.broadcast_to(np.asarray(n_candidates, dtype=np.float64), n_rel.shape) - n_rel
     if (n_neg <= 0).any():
         raise ValueError("n_candidates must exceed the number of relevant items for every user")
+    worst = np.where(np.isfinite(ranks), ranks, 0).max(axis=1)
+    if (worst > n_neg + n_rel).any():
+        user = int(np.argmax(worst > n_neg + n_rel))
+        raise ValueError(f"user {user} has a relevant item at rank {worst[user]:.0f}, but the ranking ran over only "
+                         f"{n_neg[user] + n_rel[user]:.0f} candidates")
     ordered = np.sort(ranks, axis=1)
     # The j-th relevant item (0-based) has rank-1 items above it, j of them relevant.
     negatives_above = np.where(np.isfinite(ordered), ordered - 1 - np.arange(ordered.shape[1]), 0.0)

@@ -148,8 +148,17 @@ def _load_recbole(folder: Path) -> MovieLens:
     return _finish(raw, items, users, source=f"recbole package files ({folder})")
 
 
-def validate_ratings(ratings: pd.DataFrame, n_users: int | None = None, n_items: int | None = None) -> None:
-    """Check a ratings frame has the course's columns and sane values; raise ``ValueError`` if not."""
+def validate_ratings(ratings: pd.DataFrame, n_users: int | None = None, n_items: int | None = None,
+                     allow_duplicates: bool = True) -> None:
+    """Check a ratings frame has the course's columns and sane values; raise ``ValueError`` if not.
+
+    Checked: ``user`` and ``item`` hold non-negative integer ids without missing
+    values (below ``n_users`` / ``n_items`` when given); ``rating`` and ``timestamp``,
+    where present, are numbers without NaN. A missing timestamp would silently sort
+    last and become a test item; a missing rating would poison any average.
+    ``allow_duplicates=False`` also refuses repeated (user, item) pairs, which the
+    splits need: a pair in both train and test would be a test item the user "has".
+    """
     if not isinstance(ratings, pd.DataFrame):
         raise TypeError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
     missing = [c for c in ("user", "item") if c not in ratings.columns]
@@ -158,11 +167,35 @@ def validate_ratings(ratings: pd.DataFrame, n_users: int | None = None, n_items:
     if len(ratings) == 0:
         raise ValueError("ratings frame is empty")
     for col, bound in (("user", n_users), ("item", n_items)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, np.integer)) or bound <= 0):
+            raise ValueError(f"n_{col}s must be a positive integer, got {bound!r}")
         values = ratings[col]
+        if values.isna().any():
+            raise ValueError(f"column {col!r} has {int(values.isna().sum())} missing id(s); drop those rows first")
         if not pd.api.types.is_integer_dtype(values):
             raise ValueError(f"column {col!r} must hold integer indices, got dtype {values.dtype}")
         if values.min() < 0 or (bound is not None and values.max() >= bound):
             raise ValueError(f"column {col!r} must lie in [0, {bound}), got range [{values.min()}, {values.max()}]")
+    for col in ("rating", "timestamp"):
+        if col not in ratings.columns:
+            continue
+        values = ratings[col]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)) \
+                or pd.api.types.is_bool_dtype(values):
+            raise ValueError(f"column {col!r} must hold numbers, got dtype {values.dtype}")
+        bad = values.isna() | (np.isinf(values.to_numpy(np.float64, na_value=np.nan))
+                               if pd.api.types.is_numeric_dtype(values) else False)
+        if bad.any():
+            raise ValueError(f"column {col!r} has {int(bad.sum())} missing or infinite value(s) "
+                             f"(first at row {ratings.index[np.flatnonzero(bad)[0]]!r}); drop or fill them first")
+    if not allow_duplicates:
+        repeated = ratings.duplicated(["user", "item"], keep=False)
+        if repeated.any():
+            first = ratings[repeated].iloc[0]
+            raise ValueError(
+                f"ratings has {int(repeated.sum())} rows that repeat a (user, item) pair (first: user "
+                f"{first['user']}, item {first['item']}); keep one row per pair, e.g. "
+                "ratings.sort_values('timestamp', kind='stable').drop_duplicates(['user', 'item'], keep='last')")
 
 
 def load_movielens(verbose: bool = True, allow_download: bool | None = None) -> MovieLens:

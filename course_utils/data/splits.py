@@ -18,14 +18,20 @@ from course_utils.data.movielens import validate_ratings
 
 
 def interaction_matrix(frame: pd.DataFrame, n_users: int, n_items: int, binary: bool = True) -> sp.csr_matrix:
-    """Sparse users × items matrix: 1 per interaction (binary) or the rating value."""
-    if n_users <= 0 or n_items <= 0:
+    """Sparse users × items matrix: 1 per interaction (binary) or the rating value.
+
+    A repeated (user, item) pair counts once when ``binary``; with ratings it is an
+    error, since scipy would silently add the two ratings up (4 + 5 = 9 stars).
+    """
+    if isinstance(n_users, bool) or isinstance(n_items, bool) or n_users <= 0 or n_items <= 0:
         raise ValueError(f"n_users and n_items must be positive, got {n_users} and {n_items}")
     if len(frame) == 0:
         return sp.csr_matrix((n_users, n_items), dtype=np.float32)
-    validate_ratings(frame, n_users, n_items)
+    validate_ratings(frame, n_users, n_items, allow_duplicates=binary)
+    if not binary and "rating" not in frame.columns:
+        raise ValueError(f"binary=False needs a 'rating' column; the frame has {list(frame.columns)}")
     values = np.ones(len(frame), np.float32) if binary else frame["rating"].to_numpy(np.float32)
-    matrix = sp.csr_matrix((values, (frame["user"].to_numpy(), frame["item"].to_numpy())),
+    matrix = sp.csr_matrix((values, (frame["user"].to_numpy(np.int64), frame["item"].to_numpy(np.int64))),
                            shape=(n_users, n_items), dtype=np.float32)
     if binary:
         matrix.data[:] = 1.0  # repeated (user, item) pairs are summed by scipy; keep them binary
@@ -85,7 +91,10 @@ class Split:
         self._check_stage(stage)
         if stage == "valid":
             return self.train
-        return _time_sorted(pd.concat([self.train, self.valid], ignore_index=True))
+        both = pd.concat([self.train, self.valid], ignore_index=True)
+        if "timestamp" not in both.columns:  # e.g. a random split of untimed data: no order to keep
+            return both.sort_values("user", kind="stable").reset_index(drop=True)
+        return _time_sorted(both)
 
     def history(self, stage: str) -> History:
         if ("history", stage) not in self._cache:
@@ -115,6 +124,27 @@ def _time_sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
 
 
+def _checked_ratings(ratings: pd.DataFrame, n_users: int | None, n_items: int | None,
+                     needs_time: bool) -> tuple[pd.DataFrame, int, int]:
+    """Validate a ratings frame before any split touches it; return it with int64 ids and the sizes.
+
+    Checking first matters: ``ratings["user"].max()`` on a frame without that
+    column, or an empty one, fails with an error that says nothing useful, and
+    repeated (user, item) pairs would only surface later in ``evaluate``.
+    """
+    validate_ratings(ratings, allow_duplicates=False)
+    if needs_time and "timestamp" not in ratings.columns:
+        raise ValueError(f"a time-based split needs a 'timestamp' column; the frame has {list(ratings.columns)}")
+    if ratings["user"].dtype != np.int64 or ratings["item"].dtype != np.int64:  # e.g. pandas' nullable Int64
+        ratings = ratings.astype({"user": np.int64, "item": np.int64})
+    if n_users is None:
+        n_users = int(ratings["user"].max()) + 1
+    if n_items is None:
+        n_items = int(ratings["item"].max()) + 1
+    validate_ratings(ratings, n_users, n_items)
+    return ratings, n_users, n_items
+
+
 def _break_ties(ratings: pd.DataFrame, tie_break: str, seed: int) -> pd.DataFrame:
     if tie_break == "file":
         return ratings
@@ -131,9 +161,7 @@ def leave_one_out_split(ratings: pd.DataFrame, n_users: int | None = None, n_ite
 
     Users with fewer than ``min_interactions`` keep everything in training.
     """
-    n_users = int(ratings["user"].max()) + 1 if n_users is None else n_users
-    n_items = int(ratings["item"].max()) + 1 if n_items is None else n_items
-    validate_ratings(ratings, n_users, n_items)
+    ratings, n_users, n_items = _checked_ratings(ratings, n_users, n_items, needs_time=True)
     if min_interactions < 3:
         raise ValueError(f"min_interactions must be at least 3 (train, valid, test), got {min_interactions}")
     ordered = _time_sorted(_break_ties(ratings, tie_break, seed))
@@ -159,9 +187,7 @@ def temporal_split(ratings: pd.DataFrame, valid_frac: float = 0.1, test_frac: fl
             raise ValueError(f"{name} must lie in (0, 1), got {frac}")
     if valid_frac + test_frac >= 1:
         raise ValueError(f"valid_frac + test_frac must be < 1, got {valid_frac + test_frac}")
-    n_users = int(ratings["user"].max()) + 1 if n_users is None else n_users
-    n_items = int(ratings["item"].max()) + 1 if n_items is None else n_items
-    validate_ratings(ratings, n_users, n_items)
+    ratings, n_users, n_items = _checked_ratings(ratings, n_users, n_items, needs_time=True)
     ordered = ratings.sort_values("timestamp", kind="stable").reset_index(drop=True)
     cut_valid, cut_test = (int(len(ordered) * (1 - valid_frac - test_frac)), int(len(ordered) * (1 - test_frac)))
     train, valid, test = ordered[:cut_valid], ordered[cut_valid:cut_test], ordered[cut_test:]
@@ -176,9 +202,7 @@ def random_ratio_split(ratings: pd.DataFrame, test_frac: float = 0.2, valid_frac
     """Per user, a random ``test_frac`` of interactions is test (and ``valid_frac`` validation); time is ignored."""
     if not 0 < test_frac < 1 or not 0 <= valid_frac < 1 or test_frac + valid_frac >= 1:
         raise ValueError(f"need 0 < test_frac, 0 <= valid_frac and a sum below 1; got {test_frac}, {valid_frac}")
-    n_users = int(ratings["user"].max()) + 1 if n_users is None else n_users
-    n_items = int(ratings["item"].max()) + 1 if n_items is None else n_items
-    validate_ratings(ratings, n_users, n_items)
+    ratings, n_users, n_items = _checked_ratings(ratings, n_users, n_items, needs_time=False)
     rng = np.random.default_rng(seed)
     shuffled = ratings.iloc[rng.permutation(len(ratings))].reset_index(drop=True)
     position = shuffled.groupby("user").cumcount().to_numpy()
@@ -251,9 +275,7 @@ class HeldOutUserSplit:
 def heldout_users_split(ratings: pd.DataFrame, n_heldout_users: int, fold_in_frac: float = 0.8, seed: int = 0,
                         n_users: int | None = None, n_items: int | None = None) -> HeldOutUserSplit:
     """Hold out ``n_heldout_users`` users for validation and as many for test; split each one's items 80/20."""
-    n_users = int(ratings["user"].max()) + 1 if n_users is None else n_users
-    n_items = int(ratings["item"].max()) + 1 if n_items is None else n_items
-    validate_ratings(ratings, n_users, n_items)
+    ratings, n_users, n_items = _checked_ratings(ratings, n_users, n_items, needs_time=False)
     users = np.unique(ratings["user"].to_numpy())
     if n_heldout_users <= 0 or 2 * n_heldout_users >= len(users):
         raise ValueError(f"n_heldout_users must be positive and leave training users: got {n_heldout_users} "
