@@ -84,9 +84,9 @@ def test_uniform_control_uses_no_generator_and_runs_are_reproducible(planted_spl
     assert np.allclose(control.sampler_history_["sampler entropy"], control.sampler_history_["sampler entropy"].iloc[0])
     again = small_irgan(negatives="uniform", n_epochs=5).fit(X)
     users = np.arange(60)
-    assert np.allclose(control.score(users, None), again.score(users, None))
+    assert np.allclose(control.score(users, planted_split.history("test")), again.score(users, planted_split.history("test")))
     first, second = small_irgan(n_epochs=3).fit(X), small_irgan(n_epochs=3).fit(X)
-    assert np.allclose(first.score(users, None), second.score(users, None))
+    assert np.allclose(first.score(users, planted_split.history("test")), second.score(users, planted_split.history("test")))
 
 
 def test_sample_pseudo_positives_avoids_seen_items():

@@ -22,7 +22,12 @@ class Popularity:
         return self
 
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
-        return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+        """Counts over the whole ``history``: at test time they include the validation interactions,
+        as every model in the course may use them (lesson 01's protocol)."""
+        if history.matrix.shape[1] != len(self.counts_):
+            raise ValueError(f"history has {history.matrix.shape[1]} items, the model was fitted on {len(self.counts_)}")
+        counts = np.asarray(history.matrix.sum(axis=0)).ravel()
+        return np.broadcast_to(counts, (len(users), len(counts))).copy()
 
     @property
     def n_params(self) -> int:
@@ -117,6 +122,69 @@ def sample_uniform_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random
     return negatives
 
 
+def _history_key(matrix: sp.csr_matrix) -> tuple:
+    return (matrix.shape, matrix.nnz, int(matrix.indices.sum()), int((matrix.indices * np.repeat(
+        np.arange(matrix.shape[0]), np.diff(matrix.indptr))).sum()))
+
+
+def fold_in_users(model, user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor | None,
+                  history: History, n_steps: int = 30) -> torch.Tensor:
+    """User vectors that account for interactions made after training (the *fold-in* step of MF).
+
+    A matrix-factorisation model stores one vector per user, learned from the
+    training matrix only. At test time the course protocol gives every model the
+    validation interaction too (EASE and SASRec read it from ``history``), so, for
+    the users whose history holds interactions the model was not trained on, we
+    re-fit their vectors on the whole history with the BPR loss, the items frozen,
+    starting from the trained vectors: ``n_steps`` full-batch Adam steps at the
+    model's learning rate and L2. Users whose history equals the training matrix
+    keep their trained vectors, so validation (early stopping) is unchanged.
+    Vectorised over all the users at once; cached per history.
+    """
+    train = model.train_matrix_
+    matrix = history.matrix
+    if matrix.shape != train.shape:
+        raise ValueError(f"history has shape {matrix.shape}, the model was trained on {train.shape}")
+    key = _history_key(matrix)
+    cache = model.__dict__.setdefault("_fold_in_cache", {})
+    if key in cache:
+        return cache[key]
+    new = ((matrix > 0).astype(np.int8) - (train > 0).astype(np.int8)).tocsr()
+    new.eliminate_zeros()
+    changed = np.flatnonzero(new.getnnz(axis=1))
+    if len(changed) == 0:  # the training history itself (validation, early stopping): the live vectors
+        return user_factors.detach()
+    device, grad_was_enabled = item_factors.device, torch.is_grad_enabled()
+    users = user_factors.detach().clone()
+    rows = matrix[changed].tocsr()
+    pos_user, pos_item = rows.nonzero()
+    generator = torch.Generator().manual_seed(getattr(model, "seed", 0))
+    changed_t = torch.as_tensor(changed, dtype=torch.long, device=device)
+    vectors = users[changed_t].clone().requires_grad_(True)
+    items = item_factors.detach()
+    bias = torch.zeros(items.shape[0], device=device) if item_bias is None else item_bias.detach().reshape(-1)
+    optimizer = torch.optim.Adam([vectors], lr=model.lr)
+    seen = torch.as_tensor(rows.toarray() > 0, device=device)
+    u_t = torch.as_tensor(pos_user, dtype=torch.long, device=device)
+    i_t = torch.as_tensor(pos_item, dtype=torch.long, device=device)
+    for _ in range(n_steps):  # each step covers all changed users at once, not a loop over users
+        torch.set_grad_enabled(True)  # score() may be called under no_grad; restored below
+        j_t = torch.randint(0, items.shape[0], (len(u_t),), generator=generator).to(device)
+        retry = torch.randint(0, items.shape[0], (len(u_t),), generator=generator).to(device)
+        j_t = torch.where(seen[u_t, j_t], retry, j_t)  # one retry: a rare seen negative only adds noise
+        eu = vectors[u_t]
+        loss = bpr_loss((eu * items[i_t]).sum(1) + bias[i_t], (eu * items[j_t]).sum(1) + bias[j_t])
+        loss = loss + model.l2 * eu.pow(2).sum() / len(u_t)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_grad_enabled(grad_was_enabled)
+    users[changed_t] = vectors.detach()
+    cache.clear()  # keep one entry: the evaluator asks for the same history batch after batch
+    cache[key] = users
+    return users
+
+
 class BPRMF:
     """Matrix factorisation trained with the BPR loss (Rendle et al., 2009)."""
 
@@ -135,6 +203,8 @@ class BPRMF:
         self.net_ = _MatrixFactorization(X.shape[0], X.shape[1], self.dim)
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         users_all, items_all = X.nonzero()
+        self.train_matrix_ = X
+        self._fold_in_cache = {}
 
         def train_epoch(epoch: int) -> float:
             order = rng.permutation(len(users_all))
@@ -158,10 +228,12 @@ class BPRMF:
             patience=self.patience, module=self.net_, desc="BPR-MF")
         return self
 
-    @torch.no_grad()
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        """Scores with each user's vector folded in on ``history`` (see :func:`fold_in_users`)."""
+        user_factors = fold_in_users(self, self.net_.user.weight, self.net_.item.weight, None, history)
         users_t = torch.as_tensor(np.asarray(users), dtype=torch.long)
-        return (self.net_.user(users_t) @ self.net_.item.weight.T).numpy()
+        with torch.no_grad():
+            return (user_factors[users_t] @ self.net_.item.weight.T).numpy()
 
     @property
     def n_params(self) -> int:

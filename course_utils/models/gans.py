@@ -26,7 +26,7 @@ from torch import nn
 
 from course_utils.config import get_device
 from course_utils.data.splits import History, check_interaction_matrix
-from course_utils.models.baselines import bpr_loss, sample_uniform_negatives
+from course_utils.models.baselines import bpr_loss, fold_in_users, sample_uniform_negatives
 from course_utils.training import FitResult, count_parameters, fit_loop
 
 D_LOSSES = ("bpr", "logistic")
@@ -199,6 +199,7 @@ class IRGAN:
         self.d_optimizer_ = torch.optim.Adam(self.discriminator_.parameters(), lr=self.lr)
         self.g_optimizer_ = torch.optim.Adam(self.generator_.parameters(), lr=self.g_lr)
         users_all, items_all = X.nonzero()
+        self.train_matrix_, self._fold_in_cache = X, {}
         stats = []
 
         def train_epoch(epoch: int) -> float:
@@ -241,9 +242,11 @@ class IRGAN:
 
     @torch.no_grad()
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
-        """Discriminator scores (the recommender we keep): len(users) × n_items."""
+        """Discriminator scores (the recommender we keep), user vectors folded in on ``history``: len(users) × n_items."""
+        d = self.discriminator_
+        user_factors = fold_in_users(self, d.user.weight, d.item.weight, d.item_bias.weight, history)
         users_t = torch.as_tensor(np.asarray(users), dtype=torch.long, device=self.seen_.device)
-        return self.discriminator_.all_items(users_t).cpu().numpy()
+        return (user_factors[users_t] @ d.item.weight.T + d.item_bias.weight.T).cpu().numpy()
 
     @torch.no_grad()
     def generator_scores(self, users: np.ndarray) -> np.ndarray:
