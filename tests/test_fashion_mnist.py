@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from course_utils.config import is_offline
 from course_utils.data.fashion_mnist import (
-    CLASS_NAMES, DEBIAN_DIR, SUBSET_FILE, FashionMNIST, balanced_subset, build_subset, load_fashion_mnist,
+    CLASS_NAMES, DEBIAN_DIR, IDX_SHA256, SUBSET_FILE, FashionMNIST, balanced_subset, build_subset, load_fashion_mnist,
     load_subset_file, read_fashion_idx, read_idx, save_subset,
 )
 from course_utils.io import ChecksumError
@@ -21,6 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data" / SUBSET_FILE
 needs_debian = pytest.mark.skipif(not (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(),
                                   reason="Debian package dataset-fashion-mnist not installed")
+# The original IDX files, for the damaged-asset tests: the Debian package's folder, or
+# $FASHION_MNIST_IDX_DIR (e.g. the package unpacked with `apt-get download` + `dpkg-deb -x`).
+REAL_IDX_DIR = Path(os.environ.get("FASHION_MNIST_IDX_DIR") or DEBIAN_DIR)
+needs_real_idx = pytest.mark.skipif(not (REAL_IDX_DIR / "train-images-idx3-ubyte.gz").is_file(),
+                                    reason="original Fashion-MNIST IDX files not available")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -202,19 +208,102 @@ def test_error_lists_every_source_tried(clean_env, tmp_path, subset):
         assert expected in message
 
 
+def _torchvision_cache(tmp_path, source_dir):
+    """The layout torchvision leaves after a download: unpacked IDX files in FashionMNIST/raw."""
+    raw = tmp_path / "cache" / "fashion-mnist" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in IDX_SHA256:
+        with gzip.open(Path(source_dir) / f"{name}.gz") as packed:
+            (raw / name).write_bytes(packed.read())
+    return raw
+
+
+@needs_real_idx
 def test_torchvision_route_uses_an_earlier_download_offline(clean_env, tmp_path):
     pytest.importorskip("torchvision")
     clean_env.setenv("COURSE_OFFLINE", "1")
-    # torchvision keeps the unzipped IDX files of an earlier download here and only checks that they exist.
-    raw = tmp_path / "cache" / "fashion-mnist" / "FashionMNIST" / "raw"
-    source = fake_fashion_dir(tmp_path / "src")
-    raw.mkdir(parents=True)
-    for split in ("train", "t10k"):
-        for kind in ("images-idx3", "labels-idx1"):
-            with gzip.open(source / f"train-{kind}-ubyte.gz") as packed:
-                (raw / f"{split}-{kind}-ubyte").write_bytes(packed.read())
+    _torchvision_cache(tmp_path, REAL_IDX_DIR)
     empty = tmp_path / "empty"
     empty.mkdir()
     data = load_fashion_mnist(subset=False, verbose=False, data_dir=empty, debian_dir=empty)
     assert "torchvision" in data.source
-    np.testing.assert_array_equal(data.images, read_fashion_idx(source)[0])
+    np.testing.assert_array_equal(data.images, read_fashion_idx(REAL_IDX_DIR)[0])
+
+
+def _truncate(path):
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def _flip(path):
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _folder_instead(path):
+    path.unlink()
+    path.mkdir()
+
+
+DAMAGE = {"truncated": _truncate, "bit-flipped": _flip, "folder-in-place": _folder_instead}
+
+
+@needs_real_idx
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_torchvision_cache_is_deleted_not_reused(clean_env, tmp_path, capsys, damage):
+    """A bad earlier download is noticed, deleted (so a later online run fetches it afresh) and explained."""
+    pytest.importorskip("torchvision")
+    clean_env.setenv("COURSE_OFFLINE", "1")
+    raw = _torchvision_cache(tmp_path, REAL_IDX_DIR)
+    DAMAGE[damage](raw / "train-images-idx3-ubyte")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no intact earlier download"):
+        load_fashion_mnist(subset=False, verbose=False, data_dir=empty, debian_dir=empty)
+    assert "train-images-idx3-ubyte" in capsys.readouterr().out and not raw.exists()
+
+
+def test_torchvision_cache_of_other_bytes_is_refused(clean_env, tmp_path):
+    """Files that parse as IDX but are not Fashion-MNIST (here random images) fail the pinned hashes."""
+    pytest.importorskip("torchvision")
+    clean_env.setenv("COURSE_OFFLINE", "1")
+    source = fake_fashion_dir(tmp_path / "src")
+    shutil.copy(source / "train-images-idx3-ubyte.gz", source / "t10k-images-idx3-ubyte.gz")
+    shutil.copy(source / "train-labels-idx1-ubyte.gz", source / "t10k-labels-idx1-ubyte.gz")
+    raw = _torchvision_cache(tmp_path, source)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no intact earlier download"):
+        load_fashion_mnist(subset=False, verbose=False, data_dir=empty, debian_dir=empty)
+    assert not raw.exists()
+
+
+@needs_real_idx
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_damaged_debian_files_are_refused_with_a_fix(clean_env, tmp_path, damage):
+    copy = shutil.copytree(REAL_IDX_DIR, tmp_path / "debian")
+    DAMAGE[damage](copy / "train-labels-idx1-ubyte.gz")
+    clean_env.setenv("COURSE_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="apt install --reinstall dataset-fashion-mnist"):
+        load_fashion_mnist(subset=False, verbose=False, debian_dir=copy)
+
+
+def test_subset_rewritten_with_its_checksum_is_refused(clean_env, tmp_path):
+    """The pin lives in the code: a different file with a matching .sha256 beside it is still not the subset."""
+    subset = build_subset(fake_fashion_dir(tmp_path / "src"), per_class=2, seed=0)
+    copy = tmp_path / "data"
+    save_subset(subset, copy / SUBSET_FILE)  # writes the .npz and a matching .sha256
+    with pytest.raises(ChecksumError, match="not the course's subset"):
+        load_fashion_mnist(data_dir=copy, verbose=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "folder-in-place"])
+def test_damaged_shipped_subset_is_refused_with_a_fix(clean_env, tmp_path, damage):
+    copy = tmp_path / "data"
+    copy.mkdir()
+    shutil.copy(SHIPPED, copy)
+    shutil.copy(SHIPPED.with_name(SUBSET_FILE + ".sha256"), copy)
+    DAMAGE[damage](copy / SUBSET_FILE)
+    with pytest.raises(ChecksumError, match="git checkout"):
+        load_fashion_mnist(data_dir=copy, verbose=False)

@@ -76,3 +76,74 @@ def test_validate_ratings_errors():
         validate_ratings(pd.DataFrame({"user": [0, 5], "item": [0, 1]}), n_users=3)
     with pytest.raises(TypeError):
         validate_ratings([(0, 1)])
+    with pytest.raises(ValueError, match="'user' has 1 missing id"):
+        validate_ratings(pd.DataFrame({"user": pd.array([0, None], dtype="Int64"), "item": [0, 1]}))
+    with pytest.raises(ValueError, match="'timestamp' has 1 missing or infinite"):
+        validate_ratings(pd.DataFrame({"user": [0, 1], "item": [0, 1], "timestamp": [1.0, np.nan]}))
+    with pytest.raises(ValueError, match="'rating' has 1 missing or infinite"):
+        validate_ratings(pd.DataFrame({"user": [0, 1], "item": [0, 1], "rating": [np.inf, 4.0]}))
+    with pytest.raises(ValueError, match="drop_duplicates"):
+        validate_ratings(pd.DataFrame({"user": [0, 0], "item": [1, 1]}), allow_duplicates=False)
+
+
+def _damaged_recbole_copy(tmp_path, ext, damage):
+    """A copy of the real RecBole ml-100k files with one of them damaged as a broken install would be."""
+    copy = tmp_path / "ml-100k"
+    copy.mkdir()
+    for name in ("inter", "item", "user"):
+        (copy / f"ml-100k.{name}").write_bytes((ml_module.recbole_dir() / f"ml-100k.{name}").read_bytes())
+    target = copy / f"ml-100k.{ext}"
+    raw = target.read_bytes()
+    if damage == "truncated":
+        target.write_bytes(raw[: len(raw) // 2])
+    elif damage == "bit-flipped":
+        target.write_bytes(raw[:1000] + bytes([raw[1000] ^ 0x01]) + raw[1001:])
+    elif damage == "folder-in-place":
+        target.unlink()
+        target.mkdir()
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped", "folder-in-place"])
+@pytest.mark.parametrize("ext", ["inter", "item", "user"])
+def test_damaged_recbole_files_are_refused_with_a_fix(tmp_path, monkeypatch, ext, damage):
+    copy = _damaged_recbole_copy(tmp_path, ext, damage)
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ml_module, "recbole_dir", lambda: copy)
+    with pytest.raises(RuntimeError) as info:
+        load_movielens(verbose=False, allow_download=False)
+    message = str(info.value)
+    assert f"ml-100k.{ext}" in message and "pip install --force-reinstall --no-deps recbole==1.2.1" in message
+
+
+def test_counts_are_checked_whatever_the_source(movielens):
+    """A source with a row missing is refused even when it parses (the checksum is one guard, the counts another)."""
+    short = movielens.ratings.iloc[1:]
+    raw = short.assign(user_id=short.user + 1, item_id=short.item + 1)
+    items = movielens.items.drop(columns="item")
+    users = movielens.users.drop(columns="user")
+    with pytest.raises(ValueError, match="99,999 ratings, 943 users and 1682 items, expected 100,000"):
+        ml_module._finish(raw, items, users, source="test")
+
+
+def test_cache_that_is_a_folder_is_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    (tmp_path / "movielens" / "ml-100k.zip").mkdir(parents=True)
+    data = load_movielens(verbose=False, allow_download=False)
+    assert "recbole" in data.source and not (tmp_path / "movielens" / "ml-100k.zip").exists()
+
+
+def test_install_hints_use_the_pins_of_offline_assets():
+    from course_utils.config import OFFLINE_ASSETS_FILE, offline_requirement
+    from course_utils.hub import describe_models
+
+    pins = [line for line in OFFLINE_ASSETS_FILE.read_text().splitlines() if line and not line.startswith("#")]
+    assert offline_requirement("recbole") in pins and "==" in offline_requirement("recbole")
+    for row in describe_models():
+        assert row["install"].split()[-1] in pins
+    makefile = (OFFLINE_ASSETS_FILE.parents[1] / "Makefile").read_text()
+    readme = (OFFLINE_ASSETS_FILE.parents[1] / "README.md").read_text()
+    assert "-r $(OFFLINE_ASSETS)" in makefile and "OFFLINE_ASSETS := course_utils/offline-assets.txt" in makefile
+    assert "course_utils/offline-assets.txt" in readme
+    for pin in pins:  # no other copy of a pin, which could drift
+        assert pin not in makefile and pin.split("==")[0] + "==" not in readme

