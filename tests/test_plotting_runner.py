@@ -76,3 +76,33 @@ def test_runner_executes_lessons_and_writes_reports(tmp_path, monkeypatch):
     assert "| 90_toy | FAST |" in timings and "| 90_toy | full |" in timings and "| 91_broken | FAST |" in timings
     results = (tmp_path / "build" / "results.md").read_text()
     assert results.index("## full mode") < results.index("## FAST mode")
+
+
+def test_theme_keeps_grid_off_images_and_learning_curves_rescale_losses():
+    set_theme()
+    set_theme()   # idempotent: the image hook is installed once
+    _, ax = matplotlib.pyplot.subplots()
+    ax.imshow(np.eye(3))
+    assert not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+    small = FitResult(pd.DataFrame({"epoch": [1, 2], "loss": [0.02, 0.01]}), 2, None, 1.0)
+    large = FitResult(pd.DataFrame({"epoch": [1, 2], "loss": [600.0, 450.0]}), 2, None, 1.0)
+    axes = plot_learning_curves({"mse": small, "nll": large})
+    assert [list(line.get_ydata()) for line in axes[0].lines] == [[1.0, 0.5], [1.0, 0.75]]
+    assert "epoch-1" in axes[0].get_ylabel()
+    axes = plot_learning_curves({"mse": small, "nll": large}, loss_scale="shared")
+    assert list(axes[0].lines[1].get_ydata()) == [600.0, 450.0]
+    with pytest.raises(ValueError, match="loss_scale"):
+        plot_learning_curves({"mse": small}, loss_scale="log")
+
+
+def test_annotate_points_keeps_labels_apart():
+    from course_utils.plotting import annotate_points
+
+    fig, ax = matplotlib.pyplot.subplots()
+    ax.plot([0, 1], [0, 1])
+    texts = annotate_points(ax, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], ["τ=0", "τ=0.5", "τ=1"])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    with pytest.raises(ValueError, match="one entry per point"):
+        annotate_points(ax, [0], [0, 1], ["a"])

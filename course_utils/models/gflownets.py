@@ -30,7 +30,8 @@ from torch import nn
 
 from course_utils.config import get_device
 from course_utils.data.splits import History
-from course_utils.training import FitResult, count_parameters, fit_loop
+from course_utils.models.reranking import list_to_scores  # noqa: F401  (shared with the MMR re-ranker)
+from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
 
 
 def standardized_scores(scores: np.ndarray, exclude: sp.csr_matrix) -> np.ndarray:
@@ -114,21 +115,6 @@ def inverse_cdf_sample(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Ten
     return torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True).squeeze(1)
 
 
-def list_to_scores(lists: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Scores that rank each list first, in its order, then every other item by ``fallback``.
-
-    lists: (B, k) item ids; fallback: (B, n_items) base-scorer scores. List position t
-    (0-based) gets k - t; the fallback is shifted below zero so it never outranks the list.
-    """
-    if lists.shape[0] != fallback.shape[0]:
-        raise ValueError(f"lists has {lists.shape[0]} rows but fallback has {fallback.shape[0]}")
-    fallback = np.asarray(fallback, np.float64)
-    scores = fallback - fallback.max(axis=1, keepdims=True) - 1.0
-    k = lists.shape[1]
-    np.put_along_axis(scores, lists, np.arange(k, 0, -1, dtype=np.float64)[None, :].repeat(len(lists), 0), axis=1)
-    return scores
-
-
 class GFN4Rec:
     """Generate top-k lists item by item with a GFlowNet trained by trajectory balance.
 
@@ -150,6 +136,7 @@ class GFN4Rec:
             raise ValueError(f"item_features must be an (n_items, F) array, got shape {item_features.shape}")
         if k < 2:
             raise ValueError(f"k must be at least 2 (a list), got {k}")
+        check_finite(beta=beta, gamma=gamma, lr=lr, log_z_lr=log_z_lr, explore=explore, temperature=temperature)
         if beta <= 0 or gamma < 0:
             raise ValueError(f"need beta > 0 and gamma >= 0, got {beta} and {gamma}")
         if lr <= 0 or log_z_lr <= 0 or hidden <= 0 or batch_size <= 0 or n_epochs <= 0 or eval_every <= 0:
