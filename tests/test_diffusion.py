@@ -97,3 +97,28 @@ def test_bad_arguments_raise():
         GaussianDiffusion(np.array([0.1, 1.5]))
     with pytest.raises(ValueError, match="no interactions"):
         DiffRec().fit(sp.csr_matrix((3, 3), dtype=np.float32))
+
+
+def test_noise_off_ablation_and_generated_interactions(planted_split):
+    X = planted_split.train_matrix()
+    model = DiffRec(n_steps=5, noise_scale=1.0, noise_max=0.2, hidden_dim=32, lr=1e-2, batch_size=16, n_epochs=15,
+                    patience=15, diffusion_noise=False, device="cpu").fit(X)
+    history = planted_split.history("valid")
+    assert np.isfinite(model.score(np.arange(6), history)).all()
+    x0 = torch.as_tensor(X[:3].toarray())
+    assert torch.allclose(model.denoise(x0, 1, torch.Generator().manual_seed(0)),
+                          model.denoise(x0, 1, torch.Generator().manual_seed(1))), "no noise: the generator is unused"
+    sparse = np.array([0, 1, 7])
+    extra = model.generate_interactions(sparse, history, n_extra=3)
+    assert extra.shape == X.shape and extra.nnz == 9
+    assert set(np.flatnonzero(extra.getnnz(axis=1))) == set(sparse)
+    assert extra.multiply(X).nnz == 0, "synthetic interactions must be items the user has not seen"
+    even = extra[::2][:, :20].sum() + extra[1::2][:, 20:40].sum()
+    assert even >= 6, "DiffRec's synthetic items should come from the user's own half of the catalogue"
+    uniform = model.generate_interactions(sparse, history, n_extra=3, source="uniform", seed=1)
+    assert uniform.nnz == 9 and uniform.multiply(X).nnz == 0
+    assert model.generate_interactions(sparse, history, 0).nnz == 0
+    with pytest.raises(ValueError, match="source"):
+        model.generate_interactions(sparse, history, 2, source="gan")
+    with pytest.raises(ValueError, match="n_extra"):
+        model.generate_interactions(sparse, history, -1)

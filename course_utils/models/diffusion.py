@@ -8,6 +8,11 @@ and an MLP f(x_t, t) learns to predict x_0 back (squared error). To recommend,
 DiffRec does *not* start from pure noise, which would forget the user: it noises
 the user's history only up to a step T' ≤ T and walks back to step 0, reading the
 final x̂_0 as item scores.
+
+The survey's second use of diffusion (Liu et al., CIKM 2023; Diff4Rec, Wu et al., MM 2023)
+is data augmentation: generate extra interactions for users with little data.
+``DiffRec.generate_interactions`` does that with the same denoiser, and offers the
+uniform-random control that any such gain must beat.
 """
 from __future__ import annotations
 
@@ -15,14 +20,16 @@ import math
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from course_utils.config import get_device
 from course_utils.data.splits import History, check_interaction_matrix
-from course_utils.training import FitResult, count_parameters, fit_loop
+from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
 
 SCHEDULES = ("linear", "linear-var")
+AUGMENTATION_SOURCES = ("diffrec", "uniform")
 
 
 def noise_schedule(n_steps: int, noise_scale: float, noise_min: float, noise_max: float,
@@ -87,6 +94,28 @@ class GaussianDiffusion:
         return a / (1.0 - a)
 
 
+def history_survival(betas: np.ndarray, X: sp.csr_matrix, seed: int = 0) -> float:
+    """Share of each user's history still ranked on top after noising the rows of X to step T = len(betas).
+
+    For each user with h items, rank all items by the noisy vector x_T alone and count how many
+    of the first h are the user's own items; averaged over users. No model involved: it is the
+    information the reverse process has left to work with.
+    """
+    x0 = torch.as_tensor(X.toarray(), dtype=torch.float32)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    x_T = GaussianDiffusion(betas).q_sample(x0, torch.full((len(x0),), len(betas)), noise)
+    sizes = X.getnnz(axis=1)
+    top = torch.argsort(x_T, dim=1, descending=True).numpy()
+    hits = np.take_along_axis(X.toarray(), top, axis=1)                 # 1 where the ranked item is in the history
+    on_top = hits * (np.arange(X.shape[1])[None, :] < sizes[:, None])    # only the first |history| ranks
+    return float((on_top.sum(axis=1)[sizes > 0] / sizes[sizes > 0]).mean())
+
+
+def denoiser_size(n_items: int, hidden_dim: int = 600, time_dim: int = 10) -> int:
+    """Parameters of ``Denoiser``: time layer, n_items + time_dim -> hidden, hidden -> n_items (with biases)."""
+    return time_dim * time_dim + time_dim + (n_items + time_dim) * hidden_dim + hidden_dim + hidden_dim * n_items + n_items
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features of the step number (batch × dim), as in Transformers' positions."""
     half = dim // 2
@@ -123,6 +152,8 @@ class DiffRec:
     ``inference_steps`` (T') can be changed after training to compare 0 (no noise
     added, one denoising pass), small and large starting points. Inference noise
     comes from a generator seeded with ``seed``, so scores are reproducible.
+    ``diffusion_noise=False`` is the ablation: the same network, steps and dropout,
+    but x_t = x_0 in training and inference (no Gaussian noise at all).
     """
 
     name = "DiffRec"
@@ -131,8 +162,9 @@ class DiffRec:
                  noise_max: float = 5e-3, schedule: str = "linear", inference_steps: int = 0,
                  hidden_dim: int = 600, time_dim: int = 10, dropout: float = 0.5, lr: float = 1e-3,
                  weight_decay: float = 0.0, batch_size: int = 128, n_epochs: int = 100, patience: int = 5,
-                 seed: int = 0, device=None):
+                 seed: int = 0, diffusion_noise: bool = True, device=None):
         self.betas = noise_schedule(n_steps, noise_scale, noise_min, noise_max, schedule)
+        check_finite(lr=lr, weight_decay=weight_decay, dropout=dropout)
         bad = {k: v for k, v in dict(hidden_dim=hidden_dim, time_dim=time_dim, lr=lr, batch_size=batch_size,
                                      n_epochs=n_epochs, patience=patience).items() if not v > 0}
         if bad:
@@ -145,6 +177,7 @@ class DiffRec:
         self.inference_steps = inference_steps
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
         self.n_epochs, self.patience, self.seed = n_epochs, patience, seed
+        self.diffusion_noise = bool(diffusion_noise)
         self.device = torch.device(device) if device is not None else get_device()
         self.diffusion = GaussianDiffusion(self.betas, self.device)
 
@@ -174,7 +207,7 @@ class DiffRec:
                 batch = order[start:start + self.batch_size]
                 x0 = torch.as_tensor(X[batch].toarray(), device=self.device)
                 t = torch.randint(1, self.n_steps + 1, (len(batch),), device=self.device)
-                x_t = self.diffusion.q_sample(x0, t, torch.randn_like(x0))
+                x_t = self.diffusion.q_sample(x0, t, torch.randn_like(x0)) if self.diffusion_noise else x0
                 loss = x0_mse_loss(self.net_(x_t, t), x0)
                 optimizer.zero_grad()
                 loss.backward()
@@ -193,7 +226,7 @@ class DiffRec:
         self.net_.eval()
         steps = lambda s: torch.full((len(x0),), s, dtype=torch.long, device=self.device)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
-        x_t = self.diffusion.q_sample(x0, steps(start_step), noise)
+        x_t = self.diffusion.q_sample(x0, steps(start_step), noise) if self.diffusion_noise else x0
         x0_hat = x_t
         for step in range(max(start_step, 1), 0, -1):  # T' steps (one pass when T' = 0)
             x0_hat = self.net_(x_t, steps(step))
@@ -204,6 +237,29 @@ class DiffRec:
         x0 = torch.as_tensor(history.matrix[np.asarray(users)].toarray(), device=self.device)
         generator = torch.Generator().manual_seed(self.seed)
         return self.denoise(x0, self.inference_steps, generator).cpu().numpy()
+
+    def generate_interactions(self, users: np.ndarray, history: History, n_extra: int, source: str = "diffrec",
+                              seed: int = 0) -> sp.csr_matrix:
+        """An n_users × n_items 0/1 matrix with ``n_extra`` synthetic interactions for each of ``users``.
+
+        ``source="diffrec"``: the unseen items with the highest x̂_0 after noising the user's
+        history to T' and denoising (diffusion-based augmentation). ``source="uniform"``:
+        unseen items drawn uniformly at random with ``seed``, the control. Other rows are empty.
+        """
+        if source not in AUGMENTATION_SOURCES:
+            raise ValueError(f"source must be one of {AUGMENTATION_SOURCES}, got {source!r}")
+        users = np.asarray(users)
+        seen = history.matrix[users]
+        if n_extra < 0 or n_extra > seen.shape[1] - seen.getnnz(axis=1).max(initial=0):
+            raise ValueError(f"n_extra must lie between 0 and the number of unseen items, got {n_extra}")
+        if source == "diffrec":
+            scores = self.score(users, history)
+        else:
+            scores = np.random.default_rng(seed).random(seen.shape)
+        scores = np.where(seen.toarray() > 0, -np.inf, scores)
+        picked = np.argpartition(-scores, max(n_extra - 1, 0), axis=1)[:, :n_extra]
+        rows = np.repeat(users, n_extra)
+        return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, picked.ravel())), shape=history.matrix.shape)
 
     @property
     def n_params(self) -> int:
