@@ -60,13 +60,28 @@ def seed_everything(seed: int = 42) -> int:
 
 
 def get_device(prefer: str | None = None):
-    """Pick CUDA, then Apple's MPS, then CPU; ``prefer`` (or ``COURSE_DEVICE``) forces one."""
+    """Pick CUDA, then Apple's MPS, then CPU; ``prefer`` (or ``COURSE_DEVICE``) forces one.
+
+    A forced device that is not there is an error, not a quiet fall-back to the CPU:
+    ``COURSE_DEVICE=cuda`` on a machine without a GPU would otherwise "pass" a GPU run
+    while measuring CPU times.
+    """
     import torch
 
     choice = prefer or os.environ.get("COURSE_DEVICE")
     if choice:
+        choice = choice.strip().lower()
         if choice not in {"cuda", "mps", "cpu"}:
             raise ValueError(f"device must be 'cuda', 'mps' or 'cpu', got {choice!r}")
+        source = f"get_device({prefer!r})" if prefer else f"COURSE_DEVICE={os.environ['COURSE_DEVICE']!r}"
+        if choice == "cuda" and not torch.cuda.is_available():
+            built = "built without CUDA" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise RuntimeError(f"{source} asks for a CUDA GPU, but torch {torch.__version__} ({built}) sees none. "
+                               "Unset COURSE_DEVICE to run on the CPU, or check the GPU with nvidia-smi.")
+        mps = getattr(torch.backends, "mps", None)
+        if choice == "mps" and not (mps is not None and mps.is_available()):
+            raise RuntimeError(f"{source} asks for Apple's MPS, but this torch sees none. "
+                               "Unset COURSE_DEVICE to run on the CPU.")
         return torch.device(choice)
     if torch.cuda.is_available():
         return torch.device("cuda")
