@@ -123,3 +123,25 @@ def test_bad_arguments_raise():
         IRGAN().fit(sp.csr_matrix((3, 3)))
     with pytest.raises(TypeError, match="sparse"):
         IRGAN().fit(np.ones((3, 3)))
+
+
+def test_pretrained_players_start_from_the_given_scorer_and_the_generator_moves(planted_split):
+    X = planted_split.train_matrix()
+    start = small_irgan(negatives="uniform", n_epochs=10).fit(X)
+    model = small_irgan(n_epochs=6, g_lr=0.05).fit(X, init_from=start)
+    history = model.sampler_history_
+    assert history["epoch"].iloc[0] == 0 and history["KL from start"].iloc[0] == 0.0
+    # G starts as the pre-trained scorer's softmax: informative, well below the uniform entropy
+    uniform_entropy = start.sampler_history_["sampler entropy"].iloc[0]
+    assert history["sampler entropy"].iloc[0] < uniform_entropy - 0.05
+    assert history["KL from start"].iloc[-1] > 0.01               # and adversarial training moves it
+    assert (start.sampler_history_["KL from start"] == 0).all()   # the uniform sampler never moves
+    # the pseudo-positive controls: uniform draws avoid seen items too
+    extra = model.pseudo_positives(np.arange(4), 3, seed=0, source="uniform")
+    assert list(extra.getnnz(axis=1)[:5]) == [3, 3, 3, 3, 0] and extra.multiply(X).nnz == 0
+    with pytest.raises(ValueError, match="source"):
+        model.pseudo_positives(np.arange(4), 3, source="popular")
+    with pytest.raises(ValueError, match="dim"):
+        small_irgan(dim=4).fit(X, init_from=start)
+    with pytest.raises(TypeError, match="init_from"):
+        small_irgan().fit(X, init_from="weights.pt")

@@ -27,7 +27,7 @@ from torch import nn
 from course_utils.config import get_device
 from course_utils.data.splits import History, check_interaction_matrix
 from course_utils.models.baselines import bpr_loss, fold_in_users, sample_uniform_negatives
-from course_utils.training import FitResult, count_parameters, fit_loop
+from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
 
 D_LOSSES = ("bpr", "logistic")
 NEGATIVE_SOURCES = ("generator", "uniform")
@@ -112,6 +112,7 @@ class IRGAN:
                  negatives: str = "generator", patience: int = 4, seed: int = 0):
         if dim <= 0 or batch_size <= 0 or n_epochs <= 0:
             raise ValueError(f"need dim, batch_size and n_epochs > 0; got {dim}, {batch_size}, {n_epochs}")
+        check_finite(lr=lr, g_lr=g_lr, l2=l2, g_l2=g_l2, temperature=temperature, uniform_mix=uniform_mix)
         if lr <= 0 or g_lr <= 0 or l2 < 0 or g_l2 < 0:
             raise ValueError(f"need lr, g_lr > 0 and l2, g_l2 >= 0; got {lr}, {g_lr}, {l2}, {g_l2}")
         if n_samples < 2:
@@ -182,8 +183,14 @@ class IRGAN:
 
     # --- training -------------------------------------------------------------------------------
 
-    def fit(self, X, validate=None) -> "IRGAN":
-        """Train on a users × items 0/1 matrix; ``validate(model) -> float`` enables early stopping."""
+    def fit(self, X, validate=None, init_from=None) -> "IRGAN":
+        """Train on a users × items 0/1 matrix; ``validate(model) -> float`` enables early stopping.
+
+        ``init_from``: a fitted model (an IRGAN, typically the uniform-negative BPR control) or an
+        :class:`MFScorer` whose weights start *both* D and G, as the original IRGAN pre-trains its
+        players: D starts as a good recommender, and G's softmax starts as an informative
+        distribution over each user's unseen items instead of a near-uniform one.
+        """
         X = check_interaction_matrix(X)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -196,6 +203,10 @@ class IRGAN:
         self.item_counts_ = torch.as_tensor(seen.sum(0), device=device)
         self.discriminator_ = MFScorer(n_users, n_items, self.dim).to(device)
         self.generator_ = MFScorer(n_users, n_items, self.dim).to(device)
+        if init_from is not None:
+            state = _pretrained_state(init_from, n_users, n_items, self.dim)
+            self.discriminator_.load_state_dict(state)
+            self.generator_.load_state_dict(state)
         self.d_optimizer_ = torch.optim.Adam(self.discriminator_.parameters(), lr=self.lr)
         self.g_optimizer_ = torch.optim.Adam(self.generator_.parameters(), lr=self.g_lr)
         users_all, items_all = X.nonzero()
@@ -219,24 +230,40 @@ class IRGAN:
 
         probe = rng.choice(len(users_all), size=min(2048, len(users_all)), replace=False)
         self.probe_users_ = torch.as_tensor(users_all[probe], dtype=torch.long, device=device)
+        with torch.no_grad():  # the sampler at the start, to measure how far G moves
+            self.start_log_probs_ = self._sampler_log_probs(self.probe_users_)
+        stats.append({"epoch": 0, **self._sampler_stats(self.probe_users_), "G reward": float("nan")})
         self.fit_result_: FitResult = fit_loop(
             train_epoch, self.n_epochs, None if validate is None else (lambda: validate(self)),
             patience=self.patience, module=self.discriminator_, desc=f"IRGAN ({self.negatives} negatives)")
         self.sampler_history_ = pd.DataFrame(stats)
         return self
 
+    def _sampler_log_probs(self, users: torch.Tensor) -> torch.Tensor:
+        """(U, n_items) log-probabilities of the negative sampler's own distribution (G, or uniform)."""
+        if self.negatives == "uniform":
+            return torch.log(self.uniform_[users])
+        return self.generator_log_probs(users)
+
     @torch.no_grad()
     def _sampler_stats(self, users: torch.Tensor) -> dict:
-        """What the generator (or the uniform sampler) picks for these users, for the lesson's plots."""
-        probs = self.uniform_[users] if self.negatives == "uniform" else self.generator_log_probs(users).exp()
+        """What the generator (or the uniform sampler) picks for these users, for the lesson's plots.
+
+        "KL from start" is KL(p_now || p_start) in nats, averaged over users: how far the
+        sampler's distribution has moved since training began (0 for the uniform sampler).
+        """
+        log_probs = self._sampler_log_probs(users)
+        probs = log_probs.exp()
         picks = self._draw(probs, 1)
         d_all = self.discriminator_.all_items(users).masked_fill(self.seen_[users], float("-inf"))
         allowed = (~self.seen_[users]).sum(1)
         rank_pct = (d_all > d_all.gather(1, picks)).sum(1) / allowed  # 0: D's favourite unseen item, 1: its least
-        entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(1)
+        entropy = -(probs * log_probs.clamp_min(-1e4)).sum(1)
+        moved = probs * (log_probs - self.start_log_probs_).nan_to_num(0.0, posinf=0.0, neginf=0.0)
         return {"negative popularity": float(self.item_counts_[picks].float().mean()),
                 "sampler entropy": float(entropy.mean()),
-                "negative rank under D (%)": 100 * float(rank_pct.mean())}
+                "negative rank under D (%)": 100 * float(rank_pct.mean()),
+                "KL from start": float(moved.sum(1).mean())}
 
     # --- using the models -----------------------------------------------------------------------
 
@@ -254,15 +281,21 @@ class IRGAN:
         users_t = torch.as_tensor(np.asarray(users), dtype=torch.long, device=self.seen_.device)
         return (self.generator_.all_items(users_t) / self.temperature).cpu().numpy()
 
-    def pseudo_positives(self, users: np.ndarray, n_extra: int, seed: int = 0) -> sp.csr_matrix:
-        """An n_users × n_items 0/1 matrix with ``n_extra`` items drawn from G for each of ``users``.
+    def pseudo_positives(self, users: np.ndarray, n_extra: int, seed: int = 0,
+                         source: str = "generator") -> sp.csr_matrix:
+        """An n_users × n_items 0/1 matrix with ``n_extra`` unseen items drawn for each of ``users``.
 
-        Items come from G's softmax over what each user has not seen in training:
-        synthetic interactions for data augmentation. Other users' rows stay empty.
+        ``source="generator"`` draws from G's softmax over what each user has not seen in
+        training: synthetic interactions for data augmentation. ``source="uniform"`` draws
+        uniformly among the same unseen items: the control that tells whether G's choices
+        matter at all. Other users' rows stay empty.
         """
+        if source not in NEGATIVE_SOURCES:
+            raise ValueError(f"source must be one of {NEGATIVE_SOURCES}, got {source!r}")
         users = np.asarray(users)
         seen = sp.csr_matrix(self.seen_[torch.as_tensor(users, device=self.seen_.device)].cpu().numpy())
-        rows = sample_pseudo_positives(self.generator_scores(users), seen, n_extra, seed).tocoo()
+        logits = self.generator_scores(users) if source == "generator" else np.zeros(seen.shape, np.float32)
+        rows = sample_pseudo_positives(logits, seen, n_extra, seed).tocoo()
         return sp.csr_matrix((rows.data, (users[rows.row], rows.col)), shape=tuple(self.seen_.shape))
 
     @property
@@ -273,6 +306,17 @@ class IRGAN:
     @property
     def n_params_generator(self) -> int:
         return 0 if self.negatives == "uniform" else count_parameters(self.generator_)
+
+
+def _pretrained_state(source, n_users: int, n_items: int, dim: int) -> dict:
+    """The weights of a fitted IRGAN's discriminator (or of an MFScorer), checked against the new model's shape."""
+    scorer = getattr(source, "discriminator_", source)
+    if not isinstance(scorer, MFScorer):
+        raise TypeError(f"init_from must be a fitted IRGAN or an MFScorer, got {type(source).__name__}")
+    shape = (scorer.user.num_embeddings, scorer.item.num_embeddings, scorer.user.embedding_dim)
+    if shape != (n_users, n_items, dim):
+        raise ValueError(f"init_from has (users, items, dim) = {shape}, this model needs {(n_users, n_items, dim)}")
+    return {name: tensor.detach().clone() for name, tensor in scorer.state_dict().items()}
 
 
 def sample_pseudo_positives(logits: np.ndarray, exclude: sp.csr_matrix, n_extra: int,
