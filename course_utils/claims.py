@@ -102,7 +102,7 @@ class Comparison:
     def interval(self, digits: int = 4) -> str:
         """The paired evidence in brackets, for citing after a "better", "worse" or "level"."""
         return (f"paired difference {self.diff:+.{digits}f}, {self.level:.0%} CI {self.low:+.{digits}f} to "
-                f"{self.high:+.{digits}f}, paired t-test p = {_p(self.p_value)}, {self.n_users} users")
+                f"{self.high:+.{digits}f}, paired t-test p {_p(self.p_value)}, {self.n_users} users")
 
     def sentence(self, digits: int = 4) -> str:
         values = f"{self.metric} {self.mean_a:.{digits}f} against {self.mean_b:.{digits}f}"
@@ -206,4 +206,5 @@ def _as_finite_1d(values, name: str) -> np.ndarray:
 
 
 def _p(p_value: float) -> str:
-    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+    """'< 0.001' or '= 0.042', to follow a 'p'."""
+    return "< 0.001" if p_value < 0.001 else f"= {p_value:.3f}"
