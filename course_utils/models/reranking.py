@@ -154,8 +154,8 @@ def dominance_claim(points_a: np.ndarray, points_b: np.ndarray, a: str, b: str, 
     from course_utils.claims import Claim
 
     a_beaten, b_beaten = pareto_dominated(points_a, points_b), pareto_dominated(points_b, points_a)
-    counts = (f"{b_beaten.sum()} of {b}'s {len(b_beaten)} settings are dominated by a setting of {a} (no worse "
-              f"on {y} and {x}, better on one), and {a_beaten.sum()} of {a}'s {len(a_beaten)} by a setting of {b}")
+    counts = (f"settings dominated by the other method (no worse on {y} and {x}, better on one): "
+              f"{b_beaten.sum()} of {len(b_beaten)} for {b}, {a_beaten.sum()} of {len(a_beaten)} for {a}")
     if not a_beaten.any() and b_beaten.any():
         return Claim(f"**{a} dominates {b}** on this trade-off: {counts}.", "a dominates")
     if not b_beaten.any() and a_beaten.any():
