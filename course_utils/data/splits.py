@@ -48,6 +48,20 @@ def check_interaction_matrix(X) -> sp.csr_matrix:
     return X.tocsr().astype(np.float32)
 
 
+def check_users(users, n_users: int) -> np.ndarray:
+    """``users`` as a 1-D int64 array of valid row indices; a clear error otherwise.
+
+    NumPy reads index -1 as "the last row", so a bad id would silently score
+    another user instead of failing.
+    """
+    users = np.asarray(users)
+    if users.ndim != 1 or not (np.issubdtype(users.dtype, np.integer) or users.size == 0):
+        raise TypeError(f"users must be a 1-D array of integer ids, got dtype {users.dtype} and shape {users.shape}")
+    if users.size and (users.min() < 0 or users.max() >= n_users):
+        raise ValueError(f"user ids must lie in [0, {n_users}), got range [{users.min()}, {users.max()}]")
+    return users.astype(np.int64, copy=False)
+
+
 def user_sequences(frame: pd.DataFrame, n_users: int) -> list[np.ndarray]:
     """Each user's items in the frame's row order (time order for frames made by these splits)."""
     items = frame["item"].to_numpy(np.int64)

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from course_utils.config import get_device
 from course_utils.data.splits import History, check_interaction_matrix
-from course_utils.training import FitResult, count_parameters, fit_loop
+from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
 
 
 def _check_rate(name: str, value: float) -> float:
@@ -40,6 +40,7 @@ def _check_rate(name: str, value: float) -> float:
 
 
 def _check_positive(**values) -> None:
+    check_finite(**values)  # NaN and inf pass `v > 0` or fail it with a confusing message
     bad = {k: v for k, v in values.items() if not v > 0}
     if bad:
         raise ValueError(f"these arguments must be positive: {bad}")
@@ -173,6 +174,7 @@ class _UserAutoEncoder:
     def __init__(self, lr: float, weight_decay: float, batch_size: int, n_epochs: int, patience: int,
                  seed: int, device=None):
         _check_positive(lr=lr, batch_size=batch_size, n_epochs=n_epochs, patience=patience)
+        check_finite(weight_decay=weight_decay)
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
@@ -321,6 +323,7 @@ class MultVAE(_UserAutoEncoder):
         super().__init__(lr, weight_decay, batch_size, n_epochs, patience, seed, device)
         _check_positive(latent_dim=latent_dim, anneal_steps=anneal_steps,
                         **{f"hidden_dims[{i}]": d for i, d in enumerate(hidden_dims)})
+        check_finite(beta_cap=beta_cap)
         if beta_cap < 0:
             raise ValueError(f"beta_cap must be >= 0 (0 drops the KL term), got {beta_cap}")
         self.hidden_dims, self.latent_dim = tuple(hidden_dims), latent_dim
@@ -462,6 +465,7 @@ class ListCVAE:
                         patience=patience)
         if slate_size < 2:
             raise ValueError(f"a slate needs at least 2 items, got slate_size={slate_size}")
+        check_finite(beta=beta)
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         self.slate_size, self.embed_dim = slate_size, embed_dim

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from course_utils.data.splits import History, check_interaction_matrix
-from course_utils.training import FitResult, count_parameters, fit_loop
+from course_utils.data.splits import History, check_interaction_matrix, check_users
+from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
 
 
 class Popularity:
@@ -50,6 +50,7 @@ class ItemKNN:
     """Item-based neighbourhood model (Sarwar et al., 2001): score = history · item-item similarity."""
 
     def __init__(self, n_neighbors: int = 100, shrink: float = 10.0):
+        check_finite(shrink=shrink)
         if n_neighbors <= 0 or shrink < 0:
             raise ValueError(f"need n_neighbors > 0 and shrink >= 0, got {n_neighbors} and {shrink}")
         self.n_neighbors, self.shrink = n_neighbors, shrink
@@ -74,6 +75,7 @@ class EASE:
     """
 
     def __init__(self, l2: float = 500.0):
+        check_finite(l2=l2)
         if l2 <= 0:
             raise ValueError(f"l2 must be positive, got {l2}")
         self.l2 = l2
@@ -89,7 +91,9 @@ class EASE:
         return self
 
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
-        return history.matrix[users] @ self.B_
+        if not hasattr(self, "B_"):
+            raise RuntimeError("EASE is not fitted yet: call fit(X) first")
+        return history.matrix[check_users(users, history.matrix.shape[0])] @ self.B_
 
     @property
     def n_params(self) -> int:
@@ -190,6 +194,7 @@ class BPRMF:
 
     def __init__(self, dim: int = 64, lr: float = 5e-3, l2: float = 1e-5, batch_size: int = 4096,
                  n_epochs: int = 50, patience: int = 3, seed: int = 0):
+        check_finite(lr=lr, l2=l2)
         if dim <= 0 or lr <= 0 or l2 < 0 or batch_size <= 0:
             raise ValueError(f"need dim > 0, lr > 0, l2 >= 0, batch_size > 0; got {dim}, {lr}, {l2}, {batch_size}")
         self.dim, self.lr, self.l2, self.batch_size = dim, lr, l2, batch_size

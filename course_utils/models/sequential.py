@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from course_utils.config import get_device
-from course_utils.data.splits import History, Split
+from course_utils.data.splits import History, Split, check_users
 from course_utils.evaluation import validation_metric
-from course_utils.training import FitResult, count_parameters, fit_loop
+from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
 
 PAD = 0
 LOSSES = ("ce", "bce")
@@ -177,6 +177,7 @@ class _SequentialRecommender:
             raise ValueError(f"need max_len >= 2 and dim > 0, got max_len={max_len}, dim={dim}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        check_finite(lr=lr, l2=l2, dropout=dropout)
         if lr <= 0 or l2 < 0 or batch_size <= 0 or n_epochs <= 0:
             raise ValueError(f"need lr > 0, l2 >= 0, batch_size > 0, n_epochs > 0; "
                              f"got {lr}, {l2}, {batch_size}, {n_epochs}")
@@ -216,6 +217,8 @@ class _SequentialRecommender:
         sequences = split.history("valid").sequences
         if sum(len(s) for s in sequences) == 0:
             raise ValueError("the training sequences are empty; cannot fit a sequential model")
+        if max(len(s) for s in sequences) < 2:
+            raise ValueError("no user has at least 2 training items, so there is no next item to learn from")
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.n_items_ = split.n_items
@@ -264,7 +267,8 @@ class _SequentialRecommender:
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
         """(len(users), n_items) logits for the item that follows each user's history."""
         self._check_fitted()
-        padded = pad_sequences([history.sequences[u] for u in np.asarray(users)], self.max_len)
+        users = check_users(users, len(history.sequences))
+        padded = pad_sequences([history.sequences[u] for u in users], self.max_len)
         return self._next_logits(padded).cpu().numpy()
 
     def sample(self, prompts: list[np.ndarray], n_steps: int, temperature: float = 1.0,
@@ -274,14 +278,19 @@ class _SequentialRecommender:
         Ancestral sampling: each drawn item is appended and conditions the next draw.
         Items already in the sequence are never drawn again. Returns (len(prompts), n_steps) 0-based ids.
         """
-        if temperature <= 0 or n_steps <= 0:
-            raise ValueError(f"need temperature > 0 and n_steps > 0, got {temperature} and {n_steps}")
+        check_finite(temperature=temperature)  # NaN logits would make every draw item 0
+        if temperature <= 0 or isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) \
+                or n_steps <= 0:
+            raise ValueError(f"need temperature > 0 and a whole n_steps > 0, got {temperature} and {n_steps!r}")
         self._check_fitted()
+        prompts = self._checked_prompts(prompts)
         rng = np.random.default_rng(seed)
         padded = pad_sequences(prompts, self.max_len)
         seen = np.zeros((len(prompts), self.n_items_), bool)
-        seen[np.repeat(np.arange(len(prompts)), [len(p) for p in prompts]),
-             np.concatenate([np.asarray(p, np.int64) for p in prompts] + [np.zeros(0, np.int64)])] = True
+        seen[np.repeat(np.arange(len(prompts)), [len(p) for p in prompts]), np.concatenate(prompts)] = True
+        unseen = self.n_items_ - seen.sum(axis=1)
+        if (unseen < n_steps).any():  # drawing more would have to repeat an item
+            raise ValueError(f"n_steps={n_steps}, but a prompt leaves only {unseen.min()} unseen items to draw")
         drawn = np.zeros((len(prompts), n_steps), np.int64)
         for step in range(n_steps):
             logits = self._next_logits(padded).cpu().numpy().astype(np.float64) / temperature
@@ -291,6 +300,23 @@ class _SequentialRecommender:
             seen[np.arange(len(prompts)), drawn[:, step]] = True
             padded = np.concatenate([padded[:, 1:], drawn[:, step:step + 1] + 1], axis=1)
         return drawn
+
+    def _checked_prompts(self, prompts) -> list[np.ndarray]:
+        """Prompts as int64 arrays of item ids in [0, n_items); id -1 would silently become padding."""
+        if isinstance(prompts, np.ndarray) and prompts.ndim == 2:
+            prompts = list(prompts)
+        if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
+            raise ValueError("prompts must be a non-empty list of item-id sequences, one per sequence to continue")
+        checked = []
+        for i, prompt in enumerate(prompts):
+            prompt = np.asarray(prompt)
+            if prompt.ndim != 1 or not (np.issubdtype(prompt.dtype, np.integer) or prompt.size == 0):
+                raise TypeError(f"prompt {i} must be a 1-D sequence of integer item ids, got {prompt!r}")
+            if prompt.size and (prompt.min() < 0 or prompt.max() >= self.n_items_):
+                raise ValueError(f"prompt {i} has item ids outside [0, {self.n_items_}): "
+                                 f"range [{prompt.min()}, {prompt.max()}]")
+            checked.append(prompt.astype(np.int64))
+        return checked
 
     @property
     def n_params(self) -> int:
