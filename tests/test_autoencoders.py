@@ -148,5 +148,5 @@ def test_bad_arguments_raise():
         MultVAE().fit(sp.csr_matrix((3, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="one sequence per user"):
         ListCVAE().fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), [np.arange(2)])
-    with pytest.raises(ValueError, match="metric must look like"):
+    with pytest.raises(ValueError, match="metric must be NAME@k"):
         validation_metric(None, "NDCG")
