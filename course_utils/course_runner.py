@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     os.environ["COURSE_FAST"] = "1" if args.fast else "0"
     os.environ["COURSE_RESULTS"] = str(results_log)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("COURSE_PROGRESS", "0")  # executed notebooks are read as static pages: no bar text
     if args.only is None:
         results_log.unlink(missing_ok=True)  # a build of every lesson starts a fresh leaderboard
 
