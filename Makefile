@@ -17,7 +17,14 @@ TEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false \
 	COURSE_RESULTS=$(CURDIR)/build/test/results.jsonl
 
-.PHONY: install course test unit notebooks lab clean
+# Slide libraries (reveal.js, MathJax, ...) from npm, pinned by slides/package-lock.json.
+SLIDE_LIBS := slides/node_modules/.package-lock.json
+HAVE_NPM := $(shell command -v npm 2>/dev/null)
+# JupyterLab refuses to start as root (containers, CI) unless told; LAB_ARGS adds options
+# (the browser test passes --no-browser, an address and a token).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: install course test unit notebooks lab slides test-gpu clean
 
 install: $(STAMP)
 
@@ -34,7 +41,12 @@ $(STAMP): requirements.txt pyproject.toml Makefile $(OFFLINE_ASSETS)
 course: $(STAMP)
 	$(PY) -m course_utils.course_runner $(if $(filter 1 true yes,$(FAST)),--fast)
 
-test: $(STAMP)
+$(SLIDE_LIBS): slides/package.json slides/package-lock.json
+	npm ci --prefix slides --no-audit --no-fund --loglevel=error
+
+# Browser tests (slides, JupyterLab) need Chromium and the slide libraries; without them they
+# skip with a message saying what to install. .ci/run installs Chromium so that CI runs them.
+test: $(STAMP) $(if $(HAVE_NPM),$(SLIDE_LIBS))
 	@mkdir -p build/test && rm -f build/test/results.jsonl
 	$(TEST_ENV) $(PY) -m pytest tests notebooks --nbval-lax \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -n 2 --dist loadfile -q
@@ -47,7 +59,19 @@ notebooks: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -n 2 --dist loadfile -q
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) notebooks
+
+# Decks per course part, an overview and PDF handouts in build/slides, from build/notebooks
+# (lessons missing there are executed first, in full mode unless FAST=1).
+slides: $(STAMP) $(SLIDE_LIBS)
+	$(PY) -m course_utils.slides $(if $(filter 1 true yes,$(FAST)),--fast)
+
+# The notebook suite on the GPU in full mode; COURSE_DEVICE=cuda fails at once without one.
+test-gpu: $(STAMP)
+	@mkdir -p build/test-gpu && rm -f build/test-gpu/results.jsonl
+	COURSE_DEVICE=cuda COURSE_FAST=0 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false \
+		COURSE_RESULTS=$(CURDIR)/build/test-gpu/results.jsonl \
+		$(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -q --durations=0
 
 clean:
 	rm -rf build
