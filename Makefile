@@ -14,7 +14,7 @@ OFFLINE_ASSETS := course_utils/offline-assets.txt
 # Environment shared by tests: FAST mode, no hub, one BLAS thread per worker
 # (two notebooks in parallel on two cores were up to 35x slower without it).
 TEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-	HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false \
+	HF_HUB_DISABLE_PROGRESS_BARS=1 COURSE_PROGRESS=0 TOKENIZERS_PARALLELISM=false \
 	COURSE_RESULTS=$(CURDIR)/build/test/results.jsonl
 
 # Slide libraries (reveal.js, MathJax, ...) from npm, pinned by slides/package-lock.json.
