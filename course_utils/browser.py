@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,9 +33,18 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
         raise FileNotFoundError("no Chromium found: install Debian's `chromium` (apt-get install chromium) "
                                 "or point $CHROMIUM at a Chrome/Chromium binary")
     # A throw-away profile per call: parallel runs (two test workers) must not share one.
-    with tempfile.TemporaryDirectory(prefix="course-chromium-") as profile:
+    # Chromium's helper processes can still be writing into the profile for a moment after the
+    # main process has exited (seen once in a full `make test`: "Directory not empty"), so a
+    # failed clean-up must not fail the render; what is left is retried once, then left to /tmp.
+    profile = tempfile.mkdtemp(prefix="course-chromium-")
+    try:
         done = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *args],
                               capture_output=True, text=True, timeout=timeout)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+        if Path(profile).exists():
+            time.sleep(1.0)
+            shutil.rmtree(profile, ignore_errors=True)
     return done
 
 
