@@ -49,6 +49,8 @@ def test_notebook_is_stored_clean_and_complete(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert not any(c.get("outputs") or c.get("execution_count") for c in code), "strip outputs before committing"
     assert any("parameters" in c["metadata"].get("tags", []) for c in code), "needs a parameters-tagged cell"
+    ids = [c.get("id") for c in nb["cells"] if c.get("id")]
+    assert len(ids) == len(set(ids)), "duplicate cell ids (nbformat renames them on load and the diff churns)"
     text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     number = path.name[:2]
     section = dict((n, s) for n, _, s, *_ in LESSONS)[number]
