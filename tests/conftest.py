@@ -27,3 +27,23 @@ def planted_ratings():
         items = rng.choice(half, size=12, replace=False)
         rows += [(user, int(item), 5.0, 1000 + t) for t, item in enumerate(items)]
     return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+
+CYCLE_ITEMS = 40  # tests/test_sequential.py and test_sequence_baselines.py use N_ITEMS = 40 too
+
+
+@pytest.fixture(scope="module")
+def cycle_split():
+    """Planted order: each user walks the item cycle 0 -> 1 -> ... -> 39 -> 0 from a random start.
+
+    The next item is fully determined by the last one, while every item is about equally
+    popular, so Popularity is no better than chance and a sequence model can be near perfect.
+    Lengths vary so that the models also see left padding.
+    """
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(80):
+        start = rng.integers(CYCLE_ITEMS)
+        for t in range(rng.integers(8, 17)):
+            rows.append((user, int((start + t) % CYCLE_ITEMS), 5.0, 1000 + t))
+    return leave_one_out_split(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from course_utils.data.splits import History, leave_one_out_split
+from course_utils.data.splits import leave_one_out_split
 from course_utils.evaluation import evaluate, top_k
 from course_utils.metrics import intra_list_diversity
 from course_utils.models.baselines import EASE

@@ -1,6 +1,4 @@
 """Several training seeds per headline model: one leaderboard row per seed, per-user values averaged."""
-import numpy as np
-import pandas as pd
 import pytest
 
 from course_utils.data.splits import leave_one_out_split

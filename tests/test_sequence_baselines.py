@@ -1,26 +1,13 @@
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from course_utils.data.splits import History, leave_one_out_split
+from course_utils.data.splits import History
 from course_utils.evaluation import evaluate
 from course_utils.models.baselines import Popularity
 from course_utils.models.sequence_baselines import MarkovChain, SessionKNN, _last_items, transition_evidence
 
 N_ITEMS = 40
-
-
-@pytest.fixture(scope="module")
-def cycle_split():
-    """Each user walks the cycle 0 -> 1 -> ... -> 39 -> 0 from a random start: the last item decides the next."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for user in range(80):
-        start = rng.integers(N_ITEMS)
-        for t in range(rng.integers(8, 17)):
-            rows.append((user, int((start + t) % N_ITEMS), 5.0, 1000 + t))
-    return leave_one_out_split(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))
 
 
 def toy_history(sequences, n_items=5):

@@ -1,32 +1,13 @@
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from course_utils.data.splits import leave_one_out_split
 from course_utils.evaluation import evaluate
 from course_utils.models.baselines import Popularity
 from course_utils.models.sequential import (BERT4Rec, GRU4Rec, SASRec, attention_mask, full_softmax_loss,
                                             pad_sequences, sampled_bce_loss)
 
 N_ITEMS = 40
-
-
-@pytest.fixture(scope="module")
-def cycle_split():
-    """Planted order: each user walks the item cycle 0 -> 1 -> ... -> 39 -> 0 from a random start.
-
-    The next item is fully determined by the last one, while every item is about equally
-    popular, so Popularity is no better than chance and a sequence model can be near perfect.
-    Lengths vary so that the models also see left padding.
-    """
-    rng = np.random.default_rng(0)
-    rows = []
-    for user in range(80):
-        start = rng.integers(N_ITEMS)
-        for t in range(rng.integers(8, 17)):
-            rows.append((user, int((start + t) % N_ITEMS), 5.0, 1000 + t))
-    return leave_one_out_split(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))
 
 
 MAKERS = {

@@ -5,7 +5,6 @@ it stays right if the data or the shop's seed change.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from course_utils.exercises import NOT_ANSWERED, Feedback, check_number

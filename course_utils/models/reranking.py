@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from course_utils.claims import Claim
 from course_utils.data.splits import History
 
 
@@ -145,13 +146,12 @@ def pareto_dominated(points: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def dominance_claim(points_a: np.ndarray, points_b: np.ndarray, a: str, b: str, x: str = "ILD",
-                    y: str = "NDCG@10") -> "Claim":
+                    y: str = "NDCG@10") -> Claim:
     """Which trade-off curve dominates the other? Points are (n, 2) arrays of (x, y), higher better on both.
 
     The case is "a dominates" when no point of A is dominated by a point of B while some point
     of B is dominated by A; "b dominates" the reverse; "neither" otherwise.
     """
-    from course_utils.claims import Claim
 
     a_beaten, b_beaten = pareto_dominated(points_a, points_b), pareto_dominated(points_b, points_a)
     counts = (f"settings dominated by the other method (no worse on {y} and {x}, better on one): "
