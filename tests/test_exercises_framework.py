@@ -10,6 +10,7 @@ def test_check_number():
     wrong = check_number(0.5, 10 / 101, hint="think of 101 candidates")
     assert not wrong.correct and "101 candidates" in wrong.message
     assert check_number(None, 1.0, hint="h") is NOT_ANSWERED
+    assert NOT_ANSWERED._repr_markdown_().startswith("✏️") and "❌" not in NOT_ANSWERED._repr_markdown_()
     assert not check_number(float("nan"), 1.0, hint="h").correct
     with pytest.raises(TypeError, match="expected a number"):
         check_number("0.1", 0.1, hint="h")

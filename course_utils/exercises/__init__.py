@@ -23,16 +23,17 @@ class Feedback:
 
     correct: bool
     message: str
+    answered: bool = True
 
     def _repr_markdown_(self) -> str:
-        mark = "✅ Correct." if self.correct else "❌ Not yet."
+        mark = "✅ Correct." if self.correct else "❌ Not yet." if self.answered else "✏️"
         return f"{mark} {self.message}"
 
     def __bool__(self) -> bool:
         return self.correct
 
 
-NOT_ANSWERED = Feedback(False, "No answer yet: replace `None` with your answer and run the cell again.")
+NOT_ANSWERED = Feedback(False, "No answer yet: replace `None` with your answer and run the cell again.", answered=False)
 
 
 def check_number(answer, expected: float, *, hint: str, confirm: str = "", rtol: float = 0.02,
