@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -27,25 +28,36 @@ def find_chromium() -> str | None:
     return next((path for name in CANDIDATES if (path := shutil.which(name))), None)
 
 
-def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: float, attempts: int = 3) -> subprocess.CompletedProcess:
+    """Run headless Chromium once; if it hangs past ``timeout`` seconds, kill it and try again.
+
+    Rarely, on a loaded 2-core machine, headless Chromium never finishes a page that keeps a
+    connection open (JupyterLab's websockets): seen once in a full ``make test``, never when run
+    alone. The whole process group is killed (Chromium's helpers included) before each retry.
+    """
     chromium = find_chromium()
     if chromium is None:
         raise FileNotFoundError("no Chromium found: install Debian's `chromium` (apt-get install chromium) "
                                 "or point $CHROMIUM at a Chrome/Chromium binary")
-    # A throw-away profile per call: parallel runs (two test workers) must not share one.
-    # Chromium's helper processes can still be writing into the profile for a moment after the
-    # main process has exited (seen once in a full `make test`: "Directory not empty"), so a
-    # failed clean-up must not fail the render; what is left is retried once, then left to /tmp.
-    profile = tempfile.mkdtemp(prefix="course-chromium-")
-    try:
-        done = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=timeout)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-        if Path(profile).exists():
-            time.sleep(1.0)
+    for _ in range(attempts):
+        # A throw-away profile per call: parallel runs (two test workers) must not share one.
+        profile = tempfile.mkdtemp(prefix="course-chromium-")
+        process = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=timeout)
+            return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        finally:
+            # Helper processes can still be writing into the profile for a moment after the main
+            # process exits ("Directory not empty"): retry the clean-up once, then leave it to /tmp.
             shutil.rmtree(profile, ignore_errors=True)
-    return done
+            if Path(profile).exists():
+                time.sleep(1.0)
+                shutil.rmtree(profile, ignore_errors=True)
+    raise TimeoutError(f"headless Chromium did not finish {args[-1]} within {timeout:.0f} s, {attempts} times")
 
 
 def screenshot(url: str, out: str | Path, width: int = 1280, height: int = 800, timeout: float = 120) -> Path:

@@ -73,11 +73,11 @@ def test_lab_refuses_requests_without_the_token(lab):
 def test_lesson_00_renders_in_jupyterlab(lab, tmp_path):
     url, token = lab
     page = f"{url}/lab/tree/00_welcome.ipynb?token={token}"
-    dom = dump_dom(page, timeout=300)
+    dom = dump_dom(page, timeout=120)
     assert "jp-Notebook" in dom and "jp-CodeCell" in dom, "no notebook in the JupyterLab page"
     assert re.search(r"<h1[^>]*>(?:(?!</h1>).)*Lesson 00 — Welcome", dom, re.S), "the title cell was not rendered as Markdown"
     assert "colab-setup" in dom or "REPO_URL" in dom, "the code cells were not rendered"
-    png = screenshot(page, tmp_path / "lab.png", width=1400, height=900, timeout=300)
+    png = screenshot(page, tmp_path / "lab.png", width=1400, height=900, timeout=120)
     stats = image_stats(png)
     assert stats["ink"] > 0.02 and stats["colours"] > 20, stats
     assert stats["bbox"][2] - stats["bbox"][0] > 0.5 * stats["size"][0], "JupyterLab fills the window"
