@@ -5,6 +5,8 @@ Each model has ``fit(X)`` on a users × items 0/1 CSR matrix and
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -127,8 +129,13 @@ def sample_uniform_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random
 
 
 def _history_key(matrix: sp.csr_matrix) -> tuple:
-    return (matrix.shape, matrix.nnz, int(matrix.indices.sum()), int((matrix.indices * np.repeat(
-        np.arange(matrix.shape[0]), np.diff(matrix.indptr))).sum()))
+    """An exact fingerprint of a history's 0/1 pattern (sums of indices could collide)."""
+    matrix = matrix.tocsr()
+    if not matrix.has_sorted_indices:
+        matrix = matrix.sorted_indices()  # a copy: the caller's history is left as it is
+    digest = hashlib.sha256(np.ascontiguousarray(matrix.indptr, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(matrix.indices, np.int64).tobytes())
+    return matrix.shape, digest.hexdigest()
 
 
 def fold_in_users(model, user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor | None,
