@@ -22,7 +22,7 @@ BRANCH = "main"
 SETUP_CELL_ID = "colab-setup"
 SETUP_CELL_TAG = "colab-setup"
 # Packages a lesson needs that Colab does not ship; installed by the setup cell next to the course.
-COLAB_EXTRA_PACKAGES: tuple[str, ...] = ()
+COLAB_EXTRA_PACKAGES: tuple[str, ...] = ("faiss-cpu", "open_clip_torch", "sacrebleu", "rouge-score")
 
 ROOT = Path(__file__).resolve().parents[1]
 
