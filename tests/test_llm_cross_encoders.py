@@ -107,15 +107,18 @@ def test_training_pairs_come_from_training_only_and_keep_their_groups(split, eas
         ce.sample_training_pairs(split, DOCS, TITLES, {"EASE": ease}, 10_000, np.random.default_rng(0))
 
 
-def test_validation_candidates_put_the_target_first_and_negatives_in_the_blocks(split, ease):
-    users = np.arange(0, 30, 3)
-    candidates = ce.validation_candidates(split, {"EASE": ease}, users, 4, np.random.default_rng(0), top_k_items=6)
-    assert candidates.shape == (10, 5)
+def test_validation_candidates_come_from_users_whose_target_is_in_the_block(split, ease):
+    users, candidates = ce.validation_candidates(split, ease, 6, 3, np.random.default_rng(0), top_k_items=5)
+    assert candidates.shape == (6, 4) and len(set(users)) == 6
     assert (candidates[:, 0] == split.targets("valid")[users].indices).all()
     history = split.history("valid")
-    block = top_k(ease.score(users, history), 6, history.matrix[users])
-    assert all(set(row[1:]) <= set(b) for row, b in zip(candidates, block))
-    assert not history.matrix[users].toarray()[np.arange(10)[:, None], candidates].any()
+    block = top_k(ease.score(users, history), 5, history.matrix[users])
+    assert all(set(row) <= set(b) for row, b in zip(candidates, block)), "target and negatives are all in the block"
+    assert all(len(set(row)) == 4 for row in candidates)
+    with pytest.raises(ValueError, match="n_users"):
+        ce.validation_candidates(split, ease, 10_000, 3, np.random.default_rng(0), top_k_items=5)
+    with pytest.raises(ValueError, match="n_negatives"):
+        ce.validation_candidates(split, ease, 2, 5, np.random.default_rng(0), top_k_items=5)
 
 
 def test_rerank_order_weighs_the_two_scores():

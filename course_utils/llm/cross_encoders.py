@@ -202,27 +202,33 @@ def sample_training_pairs(split: Split, item_texts, titles, first_stages: dict, 
                    kinds=np.tile(np.array(kinds), n_prefixes), users=np.repeat(users, group), items=items.ravel())
 
 
-def validation_candidates(split: Split, first_stages: dict, users, n_negatives: int, rng: np.random.Generator,
-                          stage: str = "valid", top_k_items: int = 50) -> np.ndarray:
-    """(len(users), 1 + n_negatives) items: each user's ``stage`` target, then negatives from the first stages' blocks.
+def validation_candidates(split: Split, first_stage, n_users: int, n_negatives: int, rng: np.random.Generator,
+                          stage: str = "valid", top_k_items: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Users whose ``stage`` target is in ``first_stage``'s top ``top_k_items``, and their candidates.
 
-    The negatives are drawn from the union of every first stage's top ``top_k_items``
-    for the user (history excluded): the items a reranker must put *below* the
-    target. The AUC of the target against them measures exactly what reranking needs.
+    Returns ``(users, candidates)``: ``n_users`` users drawn among those whose target
+    the first stage ranks in its top block (history excluded), and for each a row
+    of ``1 + n_negatives`` items: the target, then films drawn from the *same*
+    block. Only such users can be helped by reranking that block, and the AUC of
+    the target against the rest of the block is what the reranker must improve:
+    scored by the first stage itself, it is the bar the reranker has to clear.
     """
-    users = check_users(users, split.n_users)
-    targets = split.targets(stage)[users]
-    if (targets.getnnz(axis=1) != 1).any():
-        raise ValueError(f"every user needs exactly one {stage} target (leave-one-out); some have none or several")
-    history = split.history(stage)
-    block = np.zeros((len(users), split.n_items), dtype=bool)
-    for first_stage in first_stages.values():
-        top = top_k(np.asarray(first_stage.score(users, history), np.float64), top_k_items, history.matrix[users])
-        np.put_along_axis(block, top, True, axis=1)
-    target_items = targets.indices
-    block[np.arange(len(users)), target_items] = False
+    history, targets = split.history(stage), split.targets(stage)
+    pool = np.flatnonzero(targets.getnnz(axis=1) == 1)
+    top = top_k(np.asarray(first_stage.score(pool, history), np.float64), top_k_items, history.matrix[pool])
+    target_items = targets[pool].indices
+    inside = (top == target_items[:, None]).any(axis=1)
+    if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or not 0 < n_users <= inside.sum():
+        raise ValueError(f"n_users must lie in [1, {int(inside.sum())}] (users whose {stage} target is in the top "
+                         f"{top_k_items}), got {n_users!r}")
+    if not 0 < n_negatives < top_k_items:
+        raise ValueError(f"n_negatives must lie in [1, {top_k_items - 1}], got {n_negatives!r}")
+    chosen = np.sort(rng.choice(np.flatnonzero(inside), n_users, replace=False))
+    block = np.zeros((n_users, split.n_items), dtype=bool)
+    np.put_along_axis(block, top[chosen], True, axis=1)
+    block[np.arange(n_users), target_items[chosen]] = False
     negatives = sample_negatives(sp.csr_matrix(~block), n_negatives, rng)
-    return np.concatenate([target_items[:, None], negatives], axis=1)
+    return pool[chosen], np.concatenate([target_items[chosen][:, None], negatives], axis=1)
 
 
 def candidate_logits(model, queries, item_texts, candidates, batch_size: int = 64) -> np.ndarray:
