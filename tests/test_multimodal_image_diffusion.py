@@ -157,3 +157,28 @@ def test_shop_features_reproduce_the_shops_own_item_features():
     with pytest.raises(ValueError, match="categories must be"):
         D.shop_features(shop.images[rows], categories + 10)
     assert np.array_equal(D.clear_background(np.array([[0, 5, 11, 12, 200]], np.uint8)), [[0, 0, 0, 12, 200]])
+
+
+def test_preferred_conditions_pick_the_best_scoring_cell_and_derangements_move_everyone():
+    categories, tones = np.array([0, 0, 3, 3, 9]), np.array([0, 2, 1, 1, 2])
+    scores = np.array([[5.0, 0.0, 0.0, 0.0, 0.0],    # item 0: (0, light)
+                       [0.0, 0.0, 2.0, 1.0, 0.0],    # cell (3, mid) averages 1.5
+                       [0.0, 0.0, 1.0, 1.0, 1.2]])   # (9, dark) 1.2 beats (3, mid) 1.0
+    category, tone = D.preferred_conditions(scores, categories, tones)
+    assert category.tolist() == [0, 3, 9] and tone.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="item_scores"):
+        D.preferred_conditions(scores[:, :4], categories, tones)
+    other = D.derangement(50, seed=3)
+    assert sorted(other.tolist()) == list(range(50)) and (other != np.arange(50)).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        D.derangement(1)
+    spread = D.within_group_spread(np.array([[0.0], [2.0], [5.0], [5.0], [9.0]]), [0, 0, 1, 1, 2])
+    assert spread == pytest.approx((2.0 + 0.0) / 2)  # the one-row group 2 is skipped
+    assert np.allclose(D.nearest_distance(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0]])), [1.0])
+
+
+def test_the_online_pipeline_refuses_bad_inputs_before_loading_anything():
+    with pytest.raises(ValueError, match="guidance scale"):
+        D.stable_diffusion_images("any/model", ["a red coat"], guidance=-1.0)
+    with pytest.raises(ValueError, match="prompts"):
+        D.stable_diffusion_images("any/model", [])

@@ -25,6 +25,7 @@ and the model's float tensors (N, 1, S, S) in [-1, 1] at ``S = image_size``.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -294,7 +295,9 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"need two (n, d) feature arrays with the same d and n >= 2, got {a.shape} and {b.shape}")
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # dead ReLU units make a covariance singular; its square root is still fine
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     root = root.real if np.iscomplexobj(root) else root  # tiny imaginary parts are numerical noise
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
@@ -319,3 +322,68 @@ def shop_features(pixels: np.ndarray, categories) -> np.ndarray:
 def clear_background(pixels: np.ndarray, level: int = BACKGROUND_LEVEL) -> np.ndarray:
     """Pixels fainter than ``level`` set to 0, the background value of the real photos."""
     return np.where(np.asarray(pixels) < level, 0, pixels).astype(np.uint8)
+
+
+def nearest_distance(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """For each row of ``features`` (n, d), the Euclidean distance to its nearest row of ``reference`` (m, d)."""
+    return torch.cdist(torch.as_tensor(features, dtype=torch.float32),
+                       torch.as_tensor(reference, dtype=torch.float32)).min(1).values.numpy()
+
+
+def within_group_spread(features: np.ndarray, groups) -> float:
+    """Diversity: the mean pairwise distance between rows of ``features`` in the same group, averaged over groups."""
+    features, groups = torch.as_tensor(features, dtype=torch.float32), np.asarray(groups)
+    spreads = [torch.pdist(features[torch.as_tensor(groups == g)]).mean().item()
+               for g in np.unique(groups) if (groups == g).sum() >= 2]
+    if not spreads:
+        raise ValueError("within_group_spread needs at least one group with two or more rows")
+    return float(np.mean(spreads))
+
+
+# ---------------------------------------------------------------- personalisation
+def preferred_conditions(item_scores: np.ndarray, categories, tones) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's favourite (category, tone) cell: the cell whose catalogue items score highest on average.
+
+    item_scores: (n_users, n_items), e.g. a recommender's scores; categories, tones: (n_items,) labels.
+    Returns two (n_users,) label arrays.
+    """
+    scores = np.asarray(item_scores, dtype=np.float64)
+    cell = np.asarray(categories) * N_TONES + np.asarray(tones)
+    if scores.ndim != 2 or cell.shape != (scores.shape[1],):
+        raise ValueError(f"item_scores must be (n_users, n_items) with n_items = {len(cell)}, got {scores.shape}")
+    one_hot = np.eye(N_CATEGORIES * N_TONES)[cell]  # (n_items, 30)
+    counts = one_hot.sum(0)
+    means = np.where(counts > 0, scores @ one_hot / np.maximum(counts, 1), -np.inf)
+    best = means.argmax(1)
+    return best // N_TONES, best % N_TONES
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A random permutation with no fixed point: ``other[u]`` is another user than ``u`` (n >= 2)."""
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"a derangement needs at least 2 users, got {n!r}")
+    order = np.random.default_rng(seed).permutation(n)
+    other = np.empty(n, dtype=np.int64)
+    other[order] = np.roll(order, 1)  # each user in the shuffled cycle takes the next one's place
+    return other
+
+
+# ---------------------------------------------------------------- online upgrade
+def stable_diffusion_images(model_id: str, prompts: list[str], guidance: float = 7.5, n_steps: int = 25,
+                            seed: int = 0):
+    """Images from a pretrained Stable Diffusion pipeline (needs the hub, and a GPU to be quick).
+
+    The same guidance scale as the offline model: diffusers' pipeline applies the
+    same classifier-free mixing (:func:`guided_noise`) to a text condition.
+    """
+    _check_guidance(guidance)
+    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise ValueError("prompts must be a non-empty list of non-empty strings")
+    from diffusers import StableDiffusionPipeline
+
+    from course_utils.config import get_device
+
+    device = get_device()
+    pipe = StableDiffusionPipeline.from_pretrained(model_id).to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return pipe(prompts, guidance_scale=guidance, num_inference_steps=n_steps, generator=generator).images
