@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -81,6 +82,20 @@ def timings_markdown(rows: dict[str, dict]) -> str:
 
 
 _TIMING_FIELDS = ("lesson", "mode", "seconds", "status", "recorded")
+_SECTION = re.compile(r"<!-- begin section: ([^<>\n]+) -->\n.*?<!-- end section: \1 -->\n?", re.S)
+
+
+def benchmark_sections(path: Path) -> str:
+    """Sections that lessons wrote into ``timings.md`` between markers (e.g. lesson 09's LLM-ranker
+    benchmark); the table is regenerated on every build, and these are carried over unchanged."""
+    if not path.is_file():
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    blocks = [m.group(0).rstrip("\n") + "\n" for m in _SECTION.finditer(text)]
+    return "\n" + "\n".join(blocks) if blocks else ""
 
 
 def _read_timings(path: Path) -> dict[str, dict]:
@@ -161,7 +176,7 @@ def main(argv=None) -> int:
     with atomic_write(build / "timings.json", "w") as handle:
         json.dump(merged, handle, indent=1)
     with atomic_write(build / "timings.md", "w") as handle:
-        handle.write(timings_markdown(merged))
+        handle.write(timings_markdown(merged) + benchmark_sections(build / "timings.md"))
     with atomic_write(build / "results.md", "w") as handle:
         handle.write("# Leaderboard\n\nOne row per model run, as logged by the lessons. Full mode is where results "
                      "are meant to be good; FAST mode only shows each lesson's point quickly.\n")

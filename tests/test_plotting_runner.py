@@ -106,3 +106,13 @@ def test_annotate_points_keeps_labels_apart():
     assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     with pytest.raises(ValueError, match="one entry per point"):
         annotate_points(ax, [0], [0, 1], ["a"])
+
+
+def test_runner_keeps_benchmark_sections_that_lessons_wrote(tmp_path):
+    """Lesson 09 writes its LLM-ranker benchmark into timings.md between markers; a rebuild keeps it."""
+    timings = tmp_path / "timings.md"
+    assert course_runner.benchmark_sections(timings) == ""
+    section = "<!-- begin section: llm-ranker -->\n## LLM ranker\n\n| a | b |\n<!-- end section: llm-ranker -->\n"
+    timings.write_text("# Lesson timings\n\n| old table |\n\n" + section + "<!-- begin section: broken -->\nno end\n")
+    kept = course_runner.benchmark_sections(timings)
+    assert kept == "\n" + section and "old table" not in kept and "no end" not in kept
