@@ -3,11 +3,15 @@ import math
 
 import numpy as np
 import open_clip
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
+from course_utils.data.fashion_shop import make_fashion_shop
+from course_utils.data.splits import History
 from course_utils.model_cache import cached_path
-from course_utils.multimodal import clip
+from course_utils.multimodal import clip, clip_uses
 
 TINY = {**clip.FAST_CONFIG, "embed_dim": 16, "epochs": 3, "holdout": 0.9,
         "vision": {"image_size": 28, "patch_size": 14, "layers": 1, "width": 32, "head_width": 16}}
@@ -112,3 +116,72 @@ def test_pretrained_architecture_goes_through_the_same_encoders():
     assert clip.images_to_tensor(model, images).shape == (2, 3, 224, 224)
     assert clip.encode_images(model, images).shape == (2, 512)
     assert clip.encode_texts(model, ["a dark bag"]).shape == (1, 512)
+
+
+# ---------------------------------------------------------------- the uses of the shared space
+
+
+def test_retrieval_ranks_by_hand():
+    queries, targets = np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert clip_uses.retrieval_ranks(queries, targets).tolist() == [1, 2]
+    assert clip_uses.retrieval_ranks(np.eye(3), np.eye(3)).tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="pair up"):
+        clip_uses.retrieval_ranks(np.eye(3), np.eye(2))
+
+
+def _history(rows):
+    matrix = sp.csr_matrix(np.array(rows, dtype=np.float32))
+    return History(matrix, [np.flatnonzero(r) for r in rows])
+
+
+def test_profile_recommender_mean_and_soft_max_by_hand():
+    embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    history = _history([[1, 0, 0], [1, 1, 0], [0, 0, 0]])
+    mean = clip_uses.ProfileRecommender(embeddings).score(np.arange(3), history)
+    assert np.allclose(mean[0], [1, 0, np.sqrt(0.5)]) and np.allclose(mean[1], [np.sqrt(0.5), np.sqrt(0.5), 1])
+    assert np.all(mean[2] == 0), "no history, no preference"
+    soft = clip_uses.ProfileRecommender(embeddings, temperature=1e-3).score(np.arange(2), history)
+    assert np.allclose(soft[1], [1, 1, np.sqrt(0.5)], atol=1e-2), "a small τ approaches the most similar bought item"
+    with pytest.raises(ValueError, match="temperature"):
+        clip_uses.ProfileRecommender(embeddings, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def small_shop():
+    return make_fashion_shop(n_users=60, seed=3)
+
+
+def test_cold_start_split_hides_new_products_and_the_oracle_scores_one(small_shop):
+    held = np.arange(0, small_shop.n_items, 5)
+    split, valid, test = clip_uses.cold_start_split(small_shop, held)
+    assert not split.train["item"].isin(held).any()
+    assert set(split.valid["item"]) <= set(valid) and set(split.test["item"]) <= set(test)
+    assert len(np.intersect1d(valid, test)) == 0 and len(valid) + len(test) == len(held)
+
+    def oracle(users, history):
+        return small_shop.true_utility(users)
+
+    def constant(users, history):
+        return np.zeros((len(users), small_shop.n_items))
+
+    best = clip_uses.evaluate_cold_start(oracle, split, "test", test, shop=small_shop)
+    flat = clip_uses.evaluate_cold_start(constant, split, "test", test, shop=small_shop)
+    assert np.allclose(best["utility@10"], 1.0)
+    assert abs(flat["utility@10"].mean()) < 0.15, "a random order is near 0 on average"
+    assert set(best) == {"NDCG@10", "HR@10", "utility@10"} and len(best["NDCG@10"]) == len(flat["NDCG@10"])
+
+
+def test_composed_queries_on_planted_embeddings():
+    items = pd.DataFrame({"category": np.repeat(["A", "B"], 6), "tone": np.tile(np.repeat(["dark", "light"], 3), 2),
+                          "pattern": "plain"})
+    onehot = np.concatenate([pd.get_dummies(items["category"]).to_numpy(float),
+                             pd.get_dummies(items["tone"]).to_numpy(float)], axis=1)
+    edits = {"A": np.array([1.0, 0, 0, 0]), "B": np.array([0, 1.0, 0, 0])}
+    pool = np.arange(12)
+    composed = clip_uses.composed_queries(items, pool, onehot, edits, 1.0, k=3)
+    image_only = clip_uses.composed_queries(items, pool, onehot, edits, 0.0, k=3)
+    assert len(composed) == 12 and np.allclose(composed["success"], 1.0)
+    assert image_only["category_hit"].max() < 1 and np.allclose(composed["chance"], 3 / 12)
+    with pytest.raises(ValueError, match="text_weight"):
+        clip_uses.compose(onehot[:1], edits["A"][None], -1.0)
+    assert clip_uses.nearest_neighbour_agreement(onehot, items["category"]) == 1.0
