@@ -246,14 +246,34 @@ def _cell(column: str, value) -> str:
 
 
 def results_markdown(frame: pd.DataFrame, metric: str = "NDCG@10") -> str:
-    """A Markdown table with one row per model setting (mean over seeds), grouped by dataset and protocol."""
+    """Markdown tables, one row per model setting (mean over seeds).
+
+    Ranking runs (those that logged ``metric``) share one table, grouped by dataset
+    and protocol. Runs measured otherwise (an AUC, a captioning score, a generation
+    quality) get a table per dataset and protocol with the measures that group logged.
+    Notes (e.g. "evaluated on 100 users") are shown, so a subsampled row says so.
+    """
     if frame.empty:
         return "_No results logged yet._\n"
     board = aggregate_seeds(frame, metric)
-    metric_first = [*TABLE_COLUMNS[3:5], *([metric] if metric not in TABLE_COLUMNS else [])]
-    columns = [*TABLE_COLUMNS[:3], *metric_first, f"{metric} sd", "n_seeds", *TABLE_COLUMNS[5:]]
+    ranked = board[board[metric].notna()] if metric in board.columns else board.iloc[:0]
+    other = board.drop(ranked.index)
+    parts = []
+    if not ranked.empty:
+        metric_first = [*TABLE_COLUMNS[3:5], *([metric] if metric not in TABLE_COLUMNS else [])]
+        columns = [*TABLE_COLUMNS[:3], *metric_first, f"{metric} sd", "n_seeds", *TABLE_COLUMNS[5:], "notes"]
+        ordered = ranked.assign(_neg=-ranked[metric]).sort_values(["dataset", "protocol", "_neg"])
+        parts.append(_table(ordered, columns))
+    for (dataset, protocol), group in other.groupby(["dataset", "protocol"], sort=True):
+        measures = [c for c in _metric_columns(group) if c not in {"train_seconds", "n_seeds"}
+                    and not c.endswith(" sd") and group[c].notna().any()]
+        columns = ["model", *measures, "n_seeds", *TABLE_COLUMNS[5:], "notes"]
+        parts.append(f"**{dataset}, {protocol}**\n\n" + _table(group.sort_values("model"), columns))
+    return "\n".join(parts)
+
+
+def _table(rows: pd.DataFrame, columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    ordered = board.assign(_neg=-board[metric].fillna(-1)).sort_values(["dataset", "protocol", "_neg"])
-    for _, row in ordered.iterrows():
-        lines.append("| " + " | ".join(_cell(col, row.get(col)) for col in columns) + " |")
+    for _, row in rows.iterrows():
+        lines.append("| " + " | ".join(_cell(col, row.get(col)).replace("|", "/") for col in columns) + " |")
     return "\n".join(lines) + "\n"

@@ -156,3 +156,19 @@ def test_runner_recovers_from_a_damaged_timings_record(tmp_path, damage):
         merged = course_runner._merge_timings(timings, [new])
     assert merged == {"02_y|FAST": new}
     assert (tmp_path / "timings.json.corrupt").read_text() == damage
+
+
+def test_results_markdown_gives_other_measures_their_own_tables_and_shows_notes(tmp_path):
+    path = tmp_path / "r.jsonl"
+    log_result("EASE", {"NDCG@10": 0.08, "HR@10": 0.15}, path=path, notes="100 users", **COMMON)
+    log_result("LoRA-64", {"AUC": 0.71}, path=path, **{**COMMON, "protocol": "yes/no AUC"})
+    log_result("Zero-shot", {"AUC": 0.52}, path=path, **{**COMMON, "protocol": "yes/no AUC"})
+    log_result("UNet", {"category_acc": 0.48, "FD": 148.7}, path=path,
+               **{**COMMON, "dataset": "fashion-shop", "protocol": "generation"})
+    table = results_markdown(load_results(path))
+    assert "| EASE | ml-100k | loo | 0.0800 | 0.1500 |" in table and "| 100 users |" in table
+    auc = table[table.index("**ml-100k, yes/no AUC**"):]
+    assert auc.splitlines()[2].startswith("| model | AUC | n_seeds |") and "| LoRA-64 | 0.7100 |" in auc
+    assert "NDCG" not in auc.split("**fashion-shop")[0] and "category_acc" not in auc.split("**ml-100k")[0]
+    generation = table[table.index("**fashion-shop, generation**"):]
+    assert "| UNet | 0.4800 | 148.7000 |" in generation or "| UNet | 148.7000 | 0.4800 |" in generation
