@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from course_utils.data.splits import History, leave_one_out_split
+from course_utils.data.splits import History
 from course_utils.evaluation import evaluate
 from course_utils.llm.encoders import MeanFusionRetriever, recent_items_matrix
 

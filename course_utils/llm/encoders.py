@@ -159,10 +159,10 @@ def recent_items_array(users: np.ndarray, history: History, n_recent: int) -> np
 def next_item_examples(sequences, n_recent: int, min_context: int = 1):
     """Every (recent context → next item) pair of time-ordered sequences, without a loop over positions.
 
-    Returns ``contexts`` (N × n_recent, slot 0 the item just before the target, -1 padding),
-    ``targets`` (N,), and ``prefix_start``/``prefix_stop`` (N,): the slice of ``flat`` (the
-    concatenated sequences, also returned) that holds *all* of the example's earlier items,
-    so training can mask them as evaluation masks a user's history.
+    Returns ``(contexts, targets, prefix_start, target_at, flat)``: ``contexts`` is N × n_recent
+    (slot 0 the item just before the target, -1 padding), ``targets`` (N,) the next items, and
+    ``flat[prefix_start[r]:target_at[r]]`` holds *all* of example r's earlier items (``flat`` is
+    the concatenated sequences), so training can mask them as evaluation masks a user's history.
     """
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
     flat = np.concatenate([np.asarray(s, np.int64) for s in sequences]) if lengths.sum() else np.zeros(0, np.int64)
