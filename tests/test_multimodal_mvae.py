@@ -2,14 +2,15 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
-from course_utils.data.splits import leave_one_out_split
+from course_utils.data.splits import History, leave_one_out_split
 from course_utils.evaluation import evaluate
 from course_utils.models.autoencoders import gaussian_kl
 from course_utils.multimodal.mvae import (ContentProfile, MultimodalMultVAE, TwoModalityVAE, cold_item_split,
                                           combine_experts, gaussian_kl_per_row, image_tensor, info_nce, item_experts,
-                                          item_vae_loss, mixture_of_experts_moments, noisy_images, occluded_images,
+                                          item_vae_loss, load_or_train_item_vae, mixture_of_experts_moments, noisy_images, occluded_images,
                                           only_items, product_of_experts, train_item_vae, true_utility_at_k,
                                           word_dropout)
 
@@ -175,7 +176,19 @@ def test_perturbations_and_content_profile():
     with pytest.raises(ValueError, match="rate"):
         word_dropout(texts, 1.0)
     profile = ContentProfile(np.eye(3))
-    from course_utils.data.splits import History
-    import scipy.sparse as sp
     history = History(sp.csr_matrix(np.array([[1.0, 0, 0]])), [np.array([0])])
     assert np.allclose(profile.score(np.array([0]), history), [[1.0, 0.0, 0.0]])
+
+
+def test_item_vae_is_cached_by_configuration(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    texts = rng.normal(size=(6, 8)).astype(np.float32)
+    settings = dict(contrast_weight=1.0, seed=0, n_epochs=1, latent_dim=2, channels=2, verbose=False)
+    first, info = load_or_train_item_vae(images, texts, **settings)
+    again, info_again = load_or_train_item_vae(images, texts, **settings)
+    assert (info["source"], info_again["source"]) == ("trained", "cache")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    _, other = load_or_train_item_vae(images, texts, **{**settings, "contrast_weight": 0.0})
+    assert other["source"] == "trained", "another λ is another model"

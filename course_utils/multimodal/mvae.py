@@ -33,8 +33,8 @@ from torch.nn import functional as F
 from course_utils.data.splits import History, Split
 from course_utils.model_cache import load_or_train
 from course_utils.models.autoencoders import _UserAutoEncoder, _check_positive, _check_rate, annealed_beta, \
-    gaussian_kl, keep_mask, multinomial_nll
-from course_utils.training import FitResult, check_finite, count_parameters, fit_loop
+    gaussian_kl, keep_mask
+from course_utils.training import check_finite
 
 IMAGE_SIZE = 28
 MODALITIES = ("image", "text")
@@ -373,6 +373,7 @@ class MultimodalMultVAE(_UserAutoEncoder):
     def _loss(self, x: torch.Tensor) -> torch.Tensor:
         logits, mu, logvar = self.net_(x, keep_mask(x, self.dropout, training=True))
         logits = logits.masked_fill(~self.catalogue_, float("-inf"))
+        # lesson 02's multinomial likelihood, over the items on sale only
         log_probs = torch.log_softmax(logits, dim=1).masked_fill(~self.catalogue_, 0.0)
         nll = -(log_probs * x).sum(1).sum() / (x.sum(1) > 0).sum().clamp(min=1)
         return nll + annealed_beta(self.step_, self.anneal_steps, self.beta_cap) * gaussian_kl(mu, logvar)
