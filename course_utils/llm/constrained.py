@@ -144,8 +144,7 @@ def constrained_titles(model, tokenizer, prompt: str, trie: TitleTrie, n: int = 
         raise ValueError(f"n must be a positive integer, got {n!r}")
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
     length = ids.shape[1]
-    search = (dict(do_sample=True, num_beams=1) if do_sample
-              else dict(do_sample=False, num_beams=num_beams or n, early_stopping=True))  # stop once n titles are done
+    search = dict(do_sample=True, num_beams=1) if do_sample else dict(do_sample=False, num_beams=num_beams or n)
     if not do_sample and search["num_beams"] < n:
         raise ValueError(f"beam search returns at most num_beams sequences: num_beams={num_beams} < n={n}")
     torch.manual_seed(seed)

@@ -222,9 +222,12 @@ def benchmark_ranker(model, tokenizer, prompts: Sequence[str], candidate_titles:
 
 def timings_markdown(table: pd.DataFrame, model_name: str, threads: int, note: str = "") -> str:
     """The benchmark as a Markdown section for ``build/timings.md``."""
+    import os
+
     naive, cached = table["naive s"].median(), table["cached s"].median()
+    load = f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
     return (f"## LLM ranker: 20 candidates per user (lesson 09)\n\n"
-            f"Model {model_name}, {threads} torch thread(s); median over {len(table)} user(s), "
+            f"Model {model_name}, {threads} torch thread(s), {load}; median over {len(table)} user(s), "
             f"{int(table['candidates'].iloc[0])} candidates, prompts of {int(table['prompt tokens'].median())} tokens"
             f"{'; ' + note if note else ''}. Budget: ≤ 1 s per user for the cached ranker.\n\n"
             "| ranker | median seconds per user | speed-up | max abs. score difference |\n|---|---|---|---|\n"
