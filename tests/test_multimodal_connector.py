@@ -1,0 +1,109 @@
+"""The LLaVA-style connector: projector shapes, the assembled sequence, label masking, generation, bad inputs."""
+import numpy as np
+import pytest
+import torch
+
+from course_utils.multimodal import connector as C
+from course_utils.multimodal.clip import images_to_tensor
+
+
+@pytest.fixture(scope="module")
+def llm():
+    from course_utils.hub import load_llm
+
+    model, tokenizer, _ = load_llm("smollm2-135m", device="cpu", verbose=False)
+    return C.freeze(model), tokenizer
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from course_utils.multimodal.clip import FAST_CONFIG, build_lit_model
+
+    return build_lit_model(FAST_CONFIG).eval()  # untrained weights: shapes and errors only
+
+
+@pytest.mark.parametrize("kind, n_params", [("linear", 8 * 6 + 6), ("mlp", 8 * 6 + 6 + 6 * 6 + 6)])
+def test_projector_shapes_and_sizes(kind, n_params):
+    projector = C.make_projector(kind, 8, 6)
+    assert projector(torch.randn(3, 5, 8)).shape == (3, 5, 6)  # one visual token per feature token
+    assert C.n_trainable(projector) == n_params
+    if kind == "mlp":
+        assert isinstance(projector[1], torch.nn.GELU)
+
+
+def test_projector_bad_kind():
+    with pytest.raises(ValueError, match="unknown projector kind"):
+        C.make_projector("qformer", 8, 6)
+
+
+def test_visual_features_token_counts_and_bad_images(clip):
+    images = np.random.default_rng(0).integers(0, 255, (3, 28, 28), dtype=np.uint8)
+    for grid in (1, 2):
+        features = C.visual_features(clip, images, grid=grid)
+        assert features.shape == (3, 1 + grid ** 2, clip.visual.transformer.width)
+    # grid = side: the pooled map is the patch tokens themselves; the CLS token projects to CLIP's embedding.
+    side = clip.visual.grid_size[0]
+    full = C.visual_features(clip, images, grid=side)
+    clip.visual.output_tokens = True
+    with torch.no_grad():
+        pooled, tokens = clip.visual(images_to_tensor(clip, images))
+    clip.visual.output_tokens = False
+    assert torch.allclose(full[:, 1:], tokens, atol=1e-5)
+    assert torch.allclose(full[:, 0] @ clip.visual.proj, pooled, atol=1e-5)
+    with pytest.raises(ValueError, match=r"shape \(N, 28, 28\)"):
+        C.visual_features(clip, np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match="finer than"):
+        C.visual_features(clip, images, grid=side + 1)
+
+
+def test_assembly_and_label_masking(llm):
+    model, tokenizer = llm
+    before, after = C.prompt_embeddings(model, tokenizer, "Photo: <image> Title:")
+    targets = C.tokenize_captions(tokenizer, ["Dark plain coat", "Light bag"])
+    visual = torch.randn(2, 3, model.config.hidden_size) * 0.1
+    batch = C.assemble_inputs(visual, (before, after), targets, model.get_input_embeddings(),
+                              tokenizer.eos_token_id, tokenizer.pad_token_id)
+    prefix = len(before) + 3 + len(after)
+    width = prefix + max(map(len, targets)) + 1
+    assert batch["inputs_embeds"].shape == (2, width, model.config.hidden_size)
+    assert torch.equal(batch["inputs_embeds"][:, len(before):len(before) + 3], visual)
+    assert (batch["labels"][:, :prefix] == -100).all()  # no loss on prompt or image positions
+    for row, target in enumerate(targets):
+        n = len(target) + 1
+        assert batch["labels"][row, prefix:prefix + n].tolist() == target + [tokenizer.eos_token_id]
+        assert (batch["labels"][row, prefix + n:] == -100).all() and (batch["attention_mask"][row, prefix + n:] == 0).all()
+    # The loss on caption positions only equals transformers' own loss with these labels.
+    with torch.no_grad():
+        assert torch.isclose(C.caption_loss(model, batch), model(**batch).loss, atol=1e-4)
+
+
+def test_bad_inputs(llm):
+    model, tokenizer = llm
+    with pytest.raises(ValueError, match="caption list is empty"):
+        C.tokenize_captions(tokenizer, [])
+    with pytest.raises(ValueError, match="not one string"):
+        C.tokenize_captions(tokenizer, "a coat")
+    with pytest.raises(ValueError, match="placeholder"):
+        C.prompt_embeddings(model, tokenizer, "Title:")
+    before, after = C.prompt_embeddings(model, tokenizer, C.PROMPT)
+    with pytest.raises(ValueError, match="pair one to one"):
+        C.assemble_inputs(torch.zeros(2, 1, model.config.hidden_size), (before, after), [[5]],
+                          model.get_input_embeddings(), 0, 0)
+    with pytest.raises(ValueError, match="non-empty"):
+        C.describe(model, tokenizer, C.make_projector("linear", 4, model.config.hidden_size), torch.zeros(0, 2, 4))
+
+
+def test_generation_returns_text_for_a_tiny_batch(llm):
+    model, tokenizer = llm
+    torch.manual_seed(0)
+    projector = C.make_projector("linear", 4, model.config.hidden_size)
+    texts = C.describe(model, tokenizer, projector, torch.randn(2, 2, 4), max_new_tokens=4)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts) and any(t for t in texts)
+
+
+def test_names_attribute():
+    vocab = ["T-shirt", "shirt", "coat"]
+    hits = C.names_attribute(["A dark T-shirt", "a shirt or a coat", "nothing"], ["T-shirt", "shirt", "coat"], vocab)
+    assert hits.tolist() == [1.0, 0.0, 0.0]  # naming two categories is not naming the right one
+    with pytest.raises(ValueError, match="one true value per text"):
+        C.names_attribute(["x"], [], vocab)
