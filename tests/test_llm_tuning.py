@@ -281,3 +281,24 @@ def test_review_aspects_match_the_shops_reviews():
     assert set(words) <= set(tu.attribute_vocabulary()) and len(words) == 4
     with pytest.raises(ValueError, match="rating"):
         tu.explanation_instruction("Dark plain coat by Umber", 80.0, 6, "tone")
+
+
+def test_faithfulness_sentence_states_coverage_precision_and_errors():
+    from course_utils.text_metrics import faithfulness
+
+    vocabulary = ["dark", "light", "striped", "plain", "shirt", "boots"]
+    truth = [["dark", "plain", "shirt"], ["light", "striped", "boots"], ["dark", "plain", "shirt"], ["light", "plain", "boots"]]
+    texts = ["A dark shirt.", "Lovely striped boots, but dark.", "Nice.", "Fine."]
+    scores = faithfulness(texts, truth, vocabulary)  # 2 of 4 name attributes; 4 of 5 mentions true; 1 text wrong
+    sentence = tu.faithfulness_sentence(scores, 4, "tuned")
+    assert sentence.case == "some false"
+    assert "2 of the 4 tuned explanations (50%)" in sentence.text and "80%" in sentence.text
+    assert "1 of 4 (25%)" in sentence.text
+    table_names = {"mentioning any attribute": 0.25, "attribute precision": 1.0, "with a wrong attribute": 0.0}
+    assert tu.faithfulness_sentence(table_names, 4).case == "all true"
+    silent = tu.faithfulness_sentence(faithfulness(["Nice.", "Fine."], truth[:2], vocabulary), 2)
+    assert silent.case == "none" and "cannot be judged" in silent.text
+    with pytest.raises(ValueError, match="faithfulness values"):
+        tu.faithfulness_sentence({"BLEU": 3.0}, 4)
+    with pytest.raises(ValueError, match="n_texts"):
+        tu.faithfulness_sentence(scores, 0)

@@ -576,6 +576,36 @@ def item_attribute_words(items: pd.DataFrame, item_ids) -> list[list[str]]:
     return [[NOUN[c], t, p, b] for c, t, p, b in zip(rows["category"], rows["tone"], rows["pattern"], rows["brand"])]
 
 
+def faithfulness_sentence(scores: dict, n_texts: int, who: str = "tuned"):
+    """The faithfulness finding as a :class:`~course_utils.claims.Claim`, complete in every case.
+
+    ``scores`` holds ``course_utils.text_metrics.faithfulness``'s values, under its
+    keys (``mentioning``, ``precision``, ``any_false``) or the lesson's table names
+    ("mentioning any attribute", "attribute precision", "with a wrong attribute").
+    A wrong-attribute rate means little without the share that names any attribute
+    (an explanation that names none is never wrong), so the sentence always gives
+    all three. The case is "none" (no attribute named), "all true" or "some false".
+    """
+    from course_utils.claims import Claim
+
+    keys = {"mentioning": "mentioning any attribute", "precision": "attribute precision",
+            "any_false": "with a wrong attribute"}
+    values = {k: scores[k] if k in scores else scores.get(alias) for k, alias in keys.items()}
+    if values["mentioning"] is None or values["any_false"] is None:
+        raise ValueError(f"scores need the faithfulness values {sorted(keys)}; got {sorted(scores)}")
+    if isinstance(n_texts, bool) or not isinstance(n_texts, int) or n_texts <= 0:
+        raise ValueError(f"n_texts must be a positive integer, got {n_texts!r}")
+    naming, wrong = round(values["mentioning"] * n_texts), round(values["any_false"] * n_texts)
+    if naming == 0:
+        return Claim(f"None of the {n_texts} {who} explanations names any item attribute (category, tone, pattern "
+                     "or brand), so their faithfulness cannot be judged: a text that names nothing is never wrong, "
+                     "and never informative.", "none")
+    text = (f"{naming} of the {n_texts} {who} explanations ({values['mentioning']:.0%}) name at least one item "
+            f"attribute; {values['precision']:.0%} of the attributes they name are true of the item (precision), and "
+            f"{wrong} of {n_texts} ({values['any_false']:.0%}) name one the item does not have.")
+    return Claim(text, "some false" if wrong else "all true")
+
+
 # ---------------------------------------------------------------- frozen lower layers, computed once
 # When only the top k layers change (LoRA on the top layers), the hidden states that
 # enter layer n - k depend on the prompt alone. We compute them once per prompt and
