@@ -16,6 +16,20 @@ def llm():
     return model, tokenizer
 
 
+@pytest.fixture(scope="module")
+def tiny_llm(llm):
+    """A randomly initialised 4-layer Llama (SmolLM2's architecture) with the real tokenizer: the training and
+    caching mechanics are the same as on the 30-layer model, at a fraction of the cost."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = llm
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
 PROMPT_TEXTS = [tu.preference_instruction(["Fargo", "Heat"], ["Congo"], "Babe (1995), Children's, Comedy"),
                 tu.preference_instruction([], ["Batman Forever", "Congo", "Judge Dredd"], "Toy Story (1995), Animation")]
 
@@ -139,8 +153,8 @@ def test_lora_adds_only_the_expected_trainable_parameters(llm):
         tu.add_lora(model, top_layers=31)
 
 
-def test_lora_training_keeps_the_base_frozen_and_merges_exactly(llm):
-    model, tokenizer = llm
+def test_lora_training_keeps_the_base_frozen_and_merges_exactly(tiny_llm):
+    model, tokenizer = tiny_llm
     before = {k: v.clone() for k, v in model.state_dict().items()}
     lora = tu.add_lora(model, r=8, top_layers=2, seed=0)
     prompts = [tu.chat_prompt(tokenizer, t) for t in PROMPT_TEXTS]
@@ -162,8 +176,8 @@ def test_lora_training_keeps_the_base_frozen_and_merges_exactly(llm):
     assert not torch.allclose(adapted, original, atol=1e-2), "training must have changed the outputs"
 
 
-def test_cached_lower_layers_give_the_full_forward_pass(llm):
-    model, tokenizer = llm
+def test_cached_lower_layers_give_the_full_forward_pass(tiny_llm):
+    model, tokenizer = tiny_llm
     prompts = [tu.chat_prompt(tokenizer, t) for t in PROMPT_TEXTS]
     lora = tu.add_lora(model, r=8, top_layers=2, seed=0)
     states = tu.lower_layer_states(model, tokenizer, prompts, top_layers=2)
@@ -171,7 +185,10 @@ def test_cached_lower_layers_give_the_full_forward_pass(llm):
     tu.fit_from_states(lora, tokenizer, states, [1, 0], top_layers=2, epochs=1, batch_size=2, lr=1e-2, seed=0)
     cached = tu.score_from_states(lora, tokenizer, states, top_layers=2)
     assert np.allclose(cached, tu.score_yes_no(lora, tokenizer, prompts), atol=1e-4)
-    assert cached[0] > tu.score_yes_no(model, tokenizer, prompts[:1])[0], "one step towards Yes raises P(Yes)"
+    towards_yes = tu.add_lora(model, r=8, top_layers=2, seed=0)
+    tu.fit_from_states(towards_yes, tokenizer, states[:1], [1], top_layers=2, epochs=2, batch_size=1, lr=1e-2)
+    assert (tu.score_from_states(towards_yes, tokenizer, states[:1], top_layers=2)[0]
+            > tu.score_yes_no(model, tokenizer, prompts[:1])[0]), "steps towards Yes raise P(Yes)"
     deep = tu.add_lora(model, r=8, top_layers=3)
     with pytest.raises(ValueError, match="stale"):
         tu.fit_from_states(deep, tokenizer, states, [1, 0], top_layers=2)
@@ -179,8 +196,8 @@ def test_cached_lower_layers_give_the_full_forward_pass(llm):
         tu.fit_from_states(lora, tokenizer, states, [1], top_layers=2)
 
 
-def test_soft_prompt_trains_only_its_vectors(llm):
-    model, tokenizer = llm
+def test_soft_prompt_trains_only_its_vectors(tiny_llm):
+    model, tokenizer = tiny_llm
     soft = tu.add_soft_prompt(model, tokenizer, n_virtual_tokens=4)
     assert tu.trainable_parameters(soft)["trainable"] == 4 * model.config.hidden_size
     prompts = [tu.chat_prompt(tokenizer, PROMPT_TEXTS[0])]
