@@ -94,6 +94,7 @@ class Comparison:
     n_users: int
     level: float
     verdict: str
+    unit: str = "users"  # what was paired: users, or queries, products, reviews...
 
     @property
     def claim(self) -> Claim:
@@ -102,7 +103,7 @@ class Comparison:
     def interval(self, digits: int = 4) -> str:
         """The paired evidence in brackets, for citing after a "better", "worse" or "level"."""
         return (f"paired difference {self.diff:+.{digits}f}, {self.level:.0%} CI {self.low:+.{digits}f} to "
-                f"{self.high:+.{digits}f}, paired t-test p {_p(self.p_value)}, {self.n_users} users")
+                f"{self.high:+.{digits}f}, paired t-test p {_p(self.p_value)}, {self.n_users} {self.unit}")
 
     def sentence(self, digits: int = 4) -> str:
         values = f"{self.metric} {self.mean_a:.{digits}f} against {self.mean_b:.{digits}f}"
@@ -122,8 +123,11 @@ class Comparison:
 
 
 def compare_models(per_user_a, per_user_b, a: str = "A", b: str = "B", metric: str = "NDCG@10",
-                   level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Comparison:
+                   level: float = 0.95, n_boot: int = 2000, seed: int = 0, unit: str = "users") -> Comparison:
     """Paired comparison of two models evaluated on the same users, in the same order.
+
+    ``unit`` names what was paired, for the sentence ("users" by default; "queries",
+    "products" or "reviews" when a lesson pairs those instead).
 
     per_user_a, per_user_b: 1-D arrays of a per-user metric (e.g. the second value
     returned by ``evaluate(..., per_user=True)``, indexed by metric name). The
@@ -144,7 +148,7 @@ def compare_models(per_user_a, per_user_b, a: str = "A", b: str = "B", metric: s
         p_value = float(stats.ttest_rel(x, y).pvalue)
     verdict = "better" if low > 0 else "worse" if high < 0 else "level"
     return Comparison(a, b, metric, float(x.mean()), float(y.mean()), float(diff.mean()), low, high, p_value,
-                      len(x), level, verdict)
+                      len(x), level, verdict, unit)
 
 
 def compare_table(per_user: dict[str, np.ndarray], reference: str, metric: str = "NDCG@10", **kwargs) -> pd.DataFrame:

@@ -77,3 +77,9 @@ def test_best_claim_names_the_winner_and_runner_up():
     assert best_claim({"a": 3.0, "b": 1.0}, metric="RMSE", higher_is_better=False).case == "b"
     with pytest.raises(ValueError):
         best_claim({})
+
+
+def test_compare_models_names_what_was_paired():
+    a, b = np.array([0.5, 0.7, 0.9]), np.array([0.1, 0.2, 0.3])
+    assert compare_models(a, b).sentence().endswith("3 users).")
+    assert compare_models(a, b, unit="reviews").sentence().endswith("3 reviews).")
