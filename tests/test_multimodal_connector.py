@@ -107,3 +107,30 @@ def test_names_attribute():
     assert hits.tolist() == [1.0, 0.0, 0.0]  # naming two categories is not naming the right one
     with pytest.raises(ValueError, match="one true value per text"):
         C.names_attribute(["x"], [], vocab)
+
+
+def test_ridge_fit_recovers_a_planted_linear_map():
+    g = torch.Generator().manual_seed(0)
+    x, weight, bias = torch.randn(200, 5, generator=g), torch.randn(3, 5, generator=g), torch.randn(3, generator=g)
+    w, b = C.ridge_fit(x, x @ weight.T + bias, l2=0.0)
+    assert torch.allclose(w, weight, atol=1e-4) and torch.allclose(b, bias, atol=1e-4)
+    shrunk, _ = C.ridge_fit(x, x @ weight.T + bias, l2=1e4)
+    assert shrunk.norm() < 0.2 * weight.norm()  # a large penalty shrinks the weights toward zero
+    with pytest.raises(ValueError, match="same N"):
+        C.ridge_fit(x, x[:10])
+    with pytest.raises(ValueError, match=">= 0"):
+        C.ridge_fit(x, x, l2=-1.0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_warm_start_sends_visual_tokens_to_their_targets(kind):
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(60) % 3
+    features = torch.randn(3, 8, generator=g)[labels][:, None].repeat(1, 2, 1) + 0.01 * torch.randn(60, 2, 8, generator=g)
+    targets = torch.randn(3, 16, generator=g)[labels]
+    torch.manual_seed(0)
+    projector = C.warm_start(C.make_projector(kind, 8, 16), features, targets, l2=1e-3)
+    with torch.no_grad():
+        out = projector(features)
+    nearest = torch.cdist(out.reshape(-1, 16), targets[:3]).argmin(1).reshape(60, 2)
+    assert (nearest == labels[:, None]).all()

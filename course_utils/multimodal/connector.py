@@ -38,9 +38,12 @@ IMAGE = "<image>"  # where the visual tokens go in the prompt, as in LLaVA
 PROMPT = "Product photo: <image> Title:"
 # One step (batch 8, about 16 positions) costs about 2 CPU-seconds of SmolLM2 forward and backward on one core:
 # FAST affords a few dozen steps, enough for the tone; naming the category takes longer (measured in lesson 18).
-FAST_CONFIG = {"kind": "mlp", "grid": 1, "prompt": PROMPT, "captions": "title", "steps": 15, "batch_size": 8,
-               "lr": 3e-3, "seed": 0, "llm": "smollm2-135m"}
-DEFAULT_CONFIG = {**FAST_CONFIG, "steps": 100}
+# Stage 0 (warm_start): a closed-form ridge fit sends each image's visual tokens to its category word's embedding;
+# the caption loss then fine-tunes for the few steps the budget allows. "llm" is completed by load_connector with
+# the loaded model's own id, so an online LLM never meets a projector trained for another.
+FAST_CONFIG = {"kind": "mlp", "grid": 1, "prompt": PROMPT, "captions": "title", "warm_start": "category word",
+               "ridge_l2": 1.0, "steps": 6, "batch_size": 8, "lr": 1e-3, "seed": 0, "llm": "smollm2-135m"}
+DEFAULT_CONFIG = {**FAST_CONFIG, "steps": 40}
 
 
 def default_config(kind: str = "mlp", fast: bool | None = None) -> dict:
@@ -111,6 +114,52 @@ def match_scale(projector: nn.Module, features: torch.Tensor, target_std: float)
         spread = projector(features.reshape(-1, features.shape[-1])[:4096]).std().item()
         last.weight.mul_(target_std / spread)
         last.bias.mul_(target_std / spread)
+    return projector
+
+
+def ridge_fit(inputs: torch.Tensor, targets: torch.Tensor, l2: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form ridge regression ``targets ≈ inputs @ weight.T + bias``: (N, d), (N, H) -> weight (H, d), bias (H,).
+
+    Solves the normal equations ``(X̃ᵀX̃ + l2·I) w = X̃ᵀY`` with X̃ = [X, 1] (the bias is not penalised), in float64.
+    """
+    if inputs.ndim != 2 or targets.ndim != 2 or len(inputs) != len(targets) or len(inputs) == 0:
+        raise ValueError(f"ridge_fit needs (N, d) inputs and (N, H) targets with the same N > 0, got "
+                         f"{tuple(inputs.shape)} and {tuple(targets.shape)}")
+    if l2 < 0:
+        raise ValueError(f"the ridge penalty must be >= 0, got {l2}")
+    x = torch.cat([inputs.double(), torch.ones(len(inputs), 1, dtype=torch.float64)], dim=1)
+    gram = x.T @ x
+    gram[:-1, :-1] += l2 * torch.eye(inputs.shape[1], dtype=torch.float64)
+    solution = torch.linalg.solve(gram, x.T @ targets.double())  # (d + 1, H)
+    return solution[:-1].T.float().contiguous(), solution[-1].float().contiguous()
+
+
+def word_targets(llm, tokenizer, words: Sequence[str]) -> torch.Tensor:
+    """(N, H): the mean input embedding of each word's tokens (with a leading space, as inside a caption)."""
+    table = llm.get_input_embeddings().weight.detach()
+    cache = {}
+    for w in set(words):
+        ids = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        cache[w] = table[torch.tensor(ids, device=table.device)].mean(0).float().cpu()
+    return torch.stack([cache[w] for w in words])
+
+
+def warm_start(projector: nn.Module, features: torch.Tensor, targets: torch.Tensor, l2: float = 1.0) -> nn.Module:
+    """Stage 0: fit the projector's *last* linear layer in closed form so every visual token of image i lands on
+    ``targets[i]`` (e.g. the embedding of its category's word). For the linear projector this is the whole map;
+    for the MLP the first layer keeps its random initialisation and the ridge fits the layer that reads its GELU
+    features (a random-features regression). Seconds instead of hundreds of LLM forward/backward passes.
+    """
+    if features.ndim != 3 or targets.ndim != 2 or len(features) != len(targets):
+        raise ValueError(f"warm_start needs (N, V, d) features and (N, H) targets, got {tuple(features.shape)} "
+                         f"and {tuple(targets.shape)}")
+    last = [m for m in projector.modules() if isinstance(m, nn.Linear)][-1]
+    body = projector[:-1] if isinstance(projector, nn.Sequential) else nn.Identity()
+    with torch.no_grad():
+        inputs = body(features.reshape(-1, features.shape[-1]))
+        weight, bias = ridge_fit(inputs, targets.repeat_interleave(features.shape[1], dim=0), l2)
+        last.weight.copy_(weight)
+        last.bias.copy_(bias)
     return projector
 
 
@@ -236,7 +285,7 @@ def train_projector(projector: nn.Module, llm, tokenizer, features: torch.Tensor
 
 
 def load_connector(config: dict, clip_config: dict, llm, tokenizer, features: torch.Tensor,
-                   captions: Sequence[str], verbose: bool = True):
+                   captions: Sequence[str], warm_targets: torch.Tensor | None = None, verbose: bool = True):
     """``(projector, info)`` trained on ``features``/``captions`` or loaded from the model cache.
 
     The cache key holds the connector's config *and* the CLIP config whose tower made the features,
@@ -248,11 +297,18 @@ def load_connector(config: dict, clip_config: dict, llm, tokenizer, features: to
     if features.ndim != 3 or features.shape[1] != 1 + config["grid"] ** 2:
         raise ValueError(f"features must be (N, {1 + config['grid'] ** 2}, width) for grid {config['grid']}, "
                          f"got {tuple(features.shape)}")
-    key = {**config, "clip": clip_config, "n_pairs": len(features)}
+    if config["warm_start"] and (warm_targets is None or len(warm_targets) != len(features)):
+        raise ValueError("a warm-started connector needs warm_targets: one (H,) target per training image")
+    # Everything that changes the result is in the key: the LLM actually loaded (not only its short name),
+    # the CLIP config that made the features, the number of pairs.
+    key = {**config, "llm_id": getattr(llm, "name_or_path", None) or llm.config._name_or_path,
+           "clip": clip_config, "n_pairs": len(features)}
 
     def make():
         torch.manual_seed(config["seed"])
         projector = make_projector(config["kind"], features.shape[-1], llm.config.hidden_size)
+        if config["warm_start"]:
+            return warm_start(projector, features, warm_targets, config["ridge_l2"])
         return match_scale(projector, features, llm.get_input_embeddings().weight.std().item())
 
     def train(projector):
@@ -281,6 +337,37 @@ def describe(llm, tokenizer, projector: nn.Module, features: torch.Tensor, promp
                                pad_token_id=tokenizer.pad_token_id)
             texts += [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
     return texts
+
+
+def choice_loglik(llm, tokenizer, projector: nn.Module, features: torch.Tensor, prefixes: Sequence[str],
+                  candidates: Sequence[str], prompt: str = PROMPT, batch_size: int = 64) -> np.ndarray:
+    """(N, K) log-probability the LLM gives to each candidate word's first token right after ``prompt`` (with
+    product i's visual tokens) and ``prefixes[i]``: a forced choice among K words, one forward pass per product.
+
+    The candidates' first tokens (" " + word) must differ, so that the first token decides the word.
+    """
+    prefixes, candidates = list(prefixes), list(candidates)
+    if features.ndim != 3 or len(features) != len(prefixes) or not candidates:
+        raise ValueError(f"need (N, V, width) features, one prefix per image and candidates, got "
+                         f"{tuple(features.shape)}, {len(prefixes)} prefixes, {len(candidates)} candidates")
+    first = [tokenizer(" " + c, add_special_tokens=False)["input_ids"][0] for c in candidates]
+    if len(set(first)) != len(first):
+        raise ValueError(f"candidates share a first token, so it cannot tell them apart: {candidates}")
+    before, after = prompt_embeddings(llm, tokenizer, prompt)
+    embed, out = llm.get_input_embeddings(), []
+    pre = [tokenizer(" " + p.strip(), add_special_tokens=False)["input_ids"] if p.strip() else [] for p in prefixes]
+    with torch.inference_mode():
+        for start in range(0, len(pre), batch_size):
+            rows = pre[start:start + batch_size]
+            # Each row is [prompt | visual | prompt | prefix + placeholder]; the placeholder's position holds the
+            # prediction after the prefix, read where the prefix ends.
+            batch = assemble_inputs(projector(features[start:start + batch_size].to(llm.device)), (before, after),
+                                    [r + [first[0]] for r in rows], embed, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            hidden = llm.model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"]).last_hidden_state
+            ends = torch.tensor([len(before) + features.shape[1] + len(after) + len(r) - 1 for r in rows])
+            logits = llm.lm_head(hidden[torch.arange(len(rows)), ends]).float()
+            out.append(torch.log_softmax(logits, -1)[:, first].cpu().numpy())
+    return np.concatenate(out)
 
 
 # ---------------------------------------------------------------- reading the captions
