@@ -104,3 +104,23 @@ def test_model_cache_trains_once_loads_then_rebuilds_when_damaged(tmp_cache):
     assert config_key("toy", {"width": 3}) != config_key("toy", {"width": 4})
     with pytest.raises(ValueError, match="JSON"):
         config_key("toy", {"bad": object()})
+
+
+def test_repeated_texts_are_encoded_once_and_short_documents_are_shorter(tmp_cache):
+    seen = []
+
+    class Recording(CountingEncoder):
+        def encode(self, texts, **kwargs):
+            seen.extend(texts)
+            return super().encode(texts, **kwargs)
+
+    out = encode_texts(["bb", "a", "bb"], Recording(), "toy", cache=False)
+    assert sorted(seen) == ["a", "bb"] and np.array_equal(out[0], out[2]) and not np.array_equal(out[0], out[1])
+    items = pd.DataFrame({"title": ["Dark plain coat by Umber"], "description": ["Warm and long."],
+                          "category": ["Coat"], "tone": ["dark"], "pattern": ["plain"], "brand": ["Umber"],
+                          "price": [84.99]})
+    (short,) = fashion_documents(items, detail="short")
+    assert short == "Dark plain coat by Umber. Category: Coat; tone: dark; pattern: plain; price: about $80."
+    assert len(short) < len(fashion_documents(items)[0])
+    with pytest.raises(ValueError, match="detail"):
+        fashion_documents(items, detail="long")
