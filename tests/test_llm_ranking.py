@@ -23,6 +23,9 @@ def test_cached_scores_equal_naive_scores(llm, movielens):
     naive = R.score_candidates(model, tokenizer, prompt, candidates, "sum", cached=False)
     assert cached.shape == (8,) and np.all(cached < 0)
     np.testing.assert_allclose(cached, naive, atol=1e-4, rtol=0)
+    # candidates are scored sorted by length, in several batches; the scores come back in the given order
+    np.testing.assert_allclose(R.score_candidates(model, tokenizer, prompt, candidates[::-1], "sum"), cached[::-1],
+                               atol=1e-4, rtol=0)
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in R.answer_texts(tokenizer, candidates)]
     np.testing.assert_allclose(R.score_candidates(model, tokenizer, prompt, candidates, "mean"), cached / lengths,
                                atol=1e-5)
@@ -115,3 +118,20 @@ def test_timings_markdown():
                           "cached s": [1.0, 0.5], "max |naive - cached|": [1e-5, 2e-5]})
     text = R.timings_markdown(table, "smollm2-135m", threads=1)
     assert "| 5.50 |" in text and "| 0.75 | 7.3× |" in text
+
+
+def test_length_batch_size_by_hand():
+    assert R.length_batch_size([2, 2, 2, 2, 20, 20]) == 4        # 4*2 + 2*20 + 2*12 = 72 < 6*20 + 12
+    assert R.length_batch_size([5] * 20) == 20                     # equal lengths: one batch
+    assert R.length_batch_size([1, 30], overhead=0) == 1           # free batches: no padding at all
+    with pytest.raises(ValueError, match="at least one"):
+        R.length_batch_size([])
+    with pytest.raises(ValueError, match="overhead"):
+        R.length_batch_size([3], overhead=-1)
+
+
+def test_benchmark_bad_settings():
+    with pytest.raises(ValueError, match="threads"):
+        R.benchmark_ranker(None, None, ["p"], [["a"]], threads=0)
+    with pytest.raises(ValueError, match="repeats"):
+        R.benchmark_ranker(None, None, ["p"], [["a"]], repeats=0)
