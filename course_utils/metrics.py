@@ -125,6 +125,34 @@ def auc(ranks, n_candidates) -> np.ndarray:
 
 # --- rating prediction --------------------------------------------------------
 
+def normalised_utility(utility, picked, allowed=None) -> np.ndarray:
+    """Per user, the ground-truth utility of a top-k list on a scale from random (0) to the best k (1).
+
+    ``utility`` (users × items) is a simulator's true utility, ``picked`` (users × k) the
+    item ids each user was shown, ``allowed`` (users × items, bool) the items that could
+    have been shown (default: all). Score = (mean utility of ``picked`` − mean over the
+    allowed items) / (mean of the k best allowed items − that mean). Each lesson ranks
+    in its own way (ties, candidate sets); they share this scale.
+    """
+    utility = np.asarray(utility, dtype=np.float64)
+    picked = np.asarray(picked)
+    if utility.ndim != 2 or picked.ndim != 2 or len(picked) != len(utility):
+        raise ValueError(f"utility must be users × items and picked users × k with the same users; got "
+                         f"{utility.shape} and {picked.shape}")
+    allowed = np.ones(utility.shape, bool) if allowed is None else np.asarray(allowed, bool)
+    if allowed.shape != utility.shape:
+        raise ValueError(f"allowed {allowed.shape} must match utility {utility.shape}")
+    k = picked.shape[1]
+    if k == 0 or (allowed.sum(1) < k).any():
+        raise ValueError(f"every user needs at least k={k} >= 1 allowed items")
+    if not np.take_along_axis(allowed, picked, 1).all():
+        raise ValueError("picked contains items that are not allowed for that user")
+    shown = np.take_along_axis(utility, picked, 1).mean(1)
+    best = -np.sort(-np.where(allowed, utility, -np.inf), axis=1)[:, :k].mean(1)
+    mean = np.where(allowed, utility, 0.0).sum(1) / allowed.sum(1)
+    return (shown - mean) / np.maximum(best - mean, 1e-12)
+
+
 def _paired(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
     if y_true.shape != y_pred.shape:

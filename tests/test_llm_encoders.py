@@ -90,7 +90,7 @@ def test_mean_fusion_rejects_bad_input():
 from course_utils.llm.encoders import (LearnedFusionRetriever, TextHistoryRetriever, ann_tradeoff,  # noqa: E402
                                        attribute_precision, brute_force_top_k, build_index, cold_start_mask,
                                        next_item_examples, recall_against_exact, recent_items_array,
-                                       results_markdown, utility_at_k, with_test_users)
+                                       query_results_markdown, utility_at_k, with_test_users)
 
 
 def test_recent_items_array_orders_slots_from_the_most_recent():
@@ -223,5 +223,5 @@ def test_attribute_precision_utility_and_markdown():
         attribute_precision([0], items)
     utility = np.array([[1.0, 5.0, 3.0]])
     assert utility_at_k(utility, np.array([[0.0, 1.0, 2.0]]), sp.csr_matrix([[0, 0, 1]]), k=1)[0] == 5.0
-    text = results_markdown("q", [2, 0], [0.9, 0.1], ["x", "y", "a|b"])
+    text = query_results_markdown("q", [2, 0], [0.9, 0.1], ["x", "y", "a|b"])
     assert "| 1 | 0.900 | a/b |" in text and "*q*" in text

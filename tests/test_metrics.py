@@ -100,3 +100,21 @@ def test_beyond_accuracy_metrics():
         M.catalog_coverage(np.array([[0, 9]]), n_items=4)
     with pytest.raises(ValueError, match="at least 2"):
         M.intra_list_diversity(np.array([[0]]), vectors)
+
+
+def test_normalised_utility_scales_random_to_zero_and_best_to_one():
+    from course_utils.metrics import normalised_utility
+
+    utility = np.array([[3.0, 1.0, 2.0, 0.0]])
+    assert normalised_utility(utility, [[0, 2]])[0] == pytest.approx(1.0)           # the best two
+    # mean 1.5, best 2.5, shown (1 + 0) / 2 = 0.5: (0.5 - 1.5) / (2.5 - 1.5) = -1
+    assert normalised_utility(utility, [[1, 3]])[0] == pytest.approx(-1.0)
+    allowed = np.array([[False, True, True, True]])                                   # item 0 is out
+    # mean 1, best two of {1, 2, 0} = 1.5, shown item 2 and 1: 1.5 -> 1
+    assert normalised_utility(utility, [[2, 1]], allowed)[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not allowed"):
+        normalised_utility(utility, [[0, 1]], allowed)
+    with pytest.raises(ValueError, match="at least k"):
+        normalised_utility(utility, [[1, 2, 3, 0]], allowed)
+    with pytest.raises(ValueError, match="same users"):
+        normalised_utility(utility, [1, 2])

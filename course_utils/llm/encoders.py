@@ -469,7 +469,7 @@ def ann_tradeoff(vectors: np.ndarray, queries: np.ndarray, k: int = 10, ef_searc
 # Showing and checking retrieved items
 # ---------------------------------------------------------------------------
 
-def results_markdown(query: str, ids, scores, labels, k: int | None = None) -> str:
+def query_results_markdown(query: str, ids, scores, labels, k: int | None = None) -> str:
     """A Markdown table of one query's results: rank, score, item label."""
     ids, scores = np.asarray(ids)[:k], np.asarray(scores)[:k]
     rows = "\n".join(f"| {r} | {s:.3f} | {str(labels[i]).replace('|', '/')} |"

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from course_utils.data.splits import Split
 from course_utils.evaluation import ranks_of_targets, summarize_ranks
+from course_utils.metrics import normalised_utility
 
 
 def _unit_rows(x, name: str) -> np.ndarray:
@@ -132,9 +133,7 @@ def evaluate_cold_start(score_fn, split: Split, stage: str, candidates, shop=Non
         everyone = np.flatnonzero(history.matrix.getnnz(axis=1))
         scores = np.asarray(score_fn(everyone, history), dtype=np.float64)[:, candidates]
         utility = shop.true_utility(everyone, candidates)
-        top = np.take_along_axis(utility, _ranked(scores, tie_order)[:, :k], 1).mean(1)
-        best = -np.sort(-utility, axis=1)[:, :k].mean(1)
-        per_user[f"utility@{k}"] = (top - utility.mean(1)) / (best - utility.mean(1))
+        per_user[f"utility@{k}"] = normalised_utility(utility, _ranked(scores, tie_order)[:, :k])
     return per_user
 
 

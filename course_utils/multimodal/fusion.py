@@ -28,6 +28,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from course_utils.data.splits import Split
+from course_utils.metrics import normalised_utility
 
 # The shop writes the middle tone as "mid-tone", three word pieces (mid - tone). A masked
 # tone would then be one [MASK] for light/dark and three for mid-tone: the count of masks
@@ -498,11 +499,7 @@ def normalised_utility_at_k(scores: np.ndarray, utility: np.ndarray, candidates,
         raise ValueError(f"scores and utility must have the same shape, got {scores.shape} and {utility.shape}")
     if not 1 <= k < scores.shape[1]:
         raise ValueError(f"k must be between 1 and {scores.shape[1] - 1}, got {k}")
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    picked = np.take_along_axis(utility, top, axis=1).mean(1)
-    best = -np.sort(-utility, axis=1)[:, :k].mean(1)
-    random = utility.mean(1)
-    return (picked - random) / np.maximum(best - random, 1e-12)
+    return normalised_utility(utility, np.argsort(-scores, axis=1, kind="stable")[:, :k])
 
 
 def visual_groups(items: pd.DataFrame) -> np.ndarray:

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from course_utils.data.splits import History, Split
+from course_utils.metrics import normalised_utility
 from course_utils.model_cache import load_or_train
 from course_utils.models.autoencoders import _UserAutoEncoder, _check_positive, _check_rate, annealed_beta, \
     gaussian_kl, keep_mask
@@ -481,11 +482,7 @@ def true_utility_at_k(score_fn: Callable, utility: np.ndarray, split: Split, sta
         if (ok.sum(1) < k).any():
             raise ValueError(f"some users have fewer than k={k} candidate items")
         scores = np.where(ok, np.asarray(score_fn(batch, history), np.float64), -np.inf)
-        u = np.where(ok, utility[batch], np.nan)
-        picked = np.take_along_axis(u, np.argsort(-scores, axis=1, kind="stable")[:, :k], 1).mean(1)
-        best = -np.sort(-np.nan_to_num(u, nan=-np.inf), axis=1)[:, :k].mean(1)
-        mean = np.nanmean(u, axis=1)
-        out.append((picked - mean) / np.maximum(best - mean, 1e-12))
+        out.append(normalised_utility(utility[batch], np.argsort(-scores, axis=1, kind="stable")[:, :k], ok))
     return np.concatenate(out)
 
 
