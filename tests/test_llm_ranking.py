@@ -20,12 +20,17 @@ def test_cached_scores_equal_naive_scores(llm, movielens):
     prompt = render_chat(tokenizer, ranking_messages([titles[i] for i in (0, 49, 180, 171)]))
     candidates = [titles[i] for i in range(100, 108)]
     cached = R.score_candidates(model, tokenizer, prompt, candidates, "sum")
-    naive = R.score_candidates(model, tokenizer, prompt, candidates, "sum", cached=False)
+    naive = R.score_candidates(model, tokenizer, prompt, candidates, "sum", method="naive")
+    batched = R.score_candidates(model, tokenizer, prompt, candidates, "sum", method="batched")
     assert cached.shape == (8,) and np.all(cached < 0)
     np.testing.assert_allclose(cached, naive, atol=1e-4, rtol=0)
-    # candidates are scored sorted by length, in several batches; the scores come back in the given order
+    np.testing.assert_allclose(batched, naive, atol=1e-4, rtol=0)
+    # the packed sequence holds the candidates in the given order; the scores follow that order
     np.testing.assert_allclose(R.score_candidates(model, tokenizer, prompt, candidates[::-1], "sum"), cached[::-1],
                                atol=1e-4, rtol=0)
+    # batched scoring sorts by length into several batches; the scores come back in the given order
+    np.testing.assert_allclose(R.score_candidates(model, tokenizer, prompt, candidates[::-1], "sum", method="batched"),
+                               cached[::-1], atol=1e-4, rtol=0)
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in R.answer_texts(tokenizer, candidates)]
     np.testing.assert_allclose(R.score_candidates(model, tokenizer, prompt, candidates, "mean"), cached / lengths,
                                atol=1e-5)
@@ -37,6 +42,34 @@ def test_cached_scores_equal_naive_scores(llm, movielens):
         R.score_candidates(model, tokenizer, prompt, ["Heat"], "max")
     with pytest.raises(ValueError, match="context"):
         R.score_candidates(model, tokenizer, "word " * 9000, ["Heat"])
+    with pytest.raises(ValueError, match="method"):
+        R.score_candidates(model, tokenizer, prompt, ["Heat"], method="fast")
+
+
+def test_shared_prefix_gives_the_naive_scores(llm, movielens):
+    model, tokenizer = llm
+    titles = movie_titles(movielens.items)
+    prompts = [render_chat(tokenizer, ranking_messages([titles[i] for i in history]))
+               for history in ((0, 49, 180), (7, 300), (11,))]
+    prefix = R.PromptPrefix.from_prompts(model, tokenizer, prompts)
+    assert prompts[0].startswith(prefix.text) and len(prefix) > 10
+    candidates = [titles[i] for i in range(200, 206)]
+    for prompt in prompts:
+        assert prefix.reusable(tokenizer(prompt)["input_ids"]) > 10
+        naive = R.score_candidates(model, tokenizer, prompt, candidates, "sum", method="naive")
+        np.testing.assert_allclose(R.score_candidates(model, tokenizer, prompt, candidates, "sum", prefix=prefix),
+                                   naive, atol=1e-4, rtol=0)
+    # the cache is copied, not consumed: a second use gives the same numbers; an unrelated prompt reuses nothing
+    again = R.score_candidates(model, tokenizer, prompts[0], candidates, "sum", prefix=prefix)
+    np.testing.assert_allclose(again, R.score_candidates(model, tokenizer, prompts[0], candidates, "sum"), atol=1e-4)
+    assert prefix.reusable(tokenizer("Hello there")["input_ids"]) == 0
+    np.testing.assert_allclose(R.score_candidates(model, tokenizer, "Hello there", ["Heat"], "sum", prefix=prefix),
+                               R.score_candidates(model, tokenizer, "Hello there", ["Heat"], "sum", method="naive"),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="two prompts"):
+        R.PromptPrefix.from_prompts(model, tokenizer, prompts[:1])
+    with pytest.raises(ValueError, match="only used"):
+        R.score_candidates(model, tokenizer, prompts[0], ["Heat"], method="batched", prefix=prefix)
 
 
 def test_expected_ratings_are_probabilities(llm):
@@ -114,10 +147,13 @@ def test_write_timings_section_replaces_only_its_own_section(tmp_path):
 def test_timings_markdown():
     import pandas as pd
 
-    table = pd.DataFrame({"candidates": [20, 20], "prompt tokens": [90, 100], "naive s": [6.0, 5.0],
-                          "cached s": [1.0, 0.5], "max |naive - cached|": [1e-5, 2e-5]})
+    table = pd.DataFrame({"candidates": [20, 20], "prompt tokens": [90, 100], "prefix tokens": [30, 30],
+                          "naive s": [6.0, 5.0], "packed s": [1.0, 0.5], "packed max diff": [1e-5, 2e-5]})
     text = R.timings_markdown(table, "smollm2-135m", threads=1)
-    assert "| 5.50 |" in text and "| 0.75 | 7.3× |" in text
+    assert "| 5.50 | 1.0× |" in text and "| 0.75 | 7.3× | 2.0e-05 |" in text and "shared prefix 30 tokens" in text
+    assert "batched" not in text                                   # rankers not measured get no row
+    with pytest.raises(ValueError, match="naive"):
+        R.timings_markdown(table.drop(columns="naive s"), "smollm2-135m", threads=1)
 
 
 def test_length_batch_size_by_hand():

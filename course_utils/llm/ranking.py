@@ -10,8 +10,11 @@ likely it finds that title as the answer,
 optionally divided by the number of tokens (length-normalised). The cost is
 dominated by running the model: a naive ranker runs prompt + title once per
 candidate; the cached ranker (``hub.sequence_log_likelihood``) runs the prompt
-once, keeps its key/value cache and scores all candidates in one batched pass.
-:func:`naive_log_likelihood` is the reference the cached scores must equal.
+once, keeps its key/value cache and scores all candidates in one batched pass, and
+the packed ranker (:func:`packed_log_likelihood`) puts all candidates into one
+sequence behind that cache with a block attention mask, optionally after a prompt
+prefix shared by all users (:class:`PromptPrefix`). :func:`naive_log_likelihood`
+is the reference all of them must equal.
 
 Because every model is judged on the same 20 candidates, the numbers here are
 *sampled* metrics: higher than full-ranking ones and not comparable with them
@@ -99,6 +102,125 @@ def naive_log_likelihood(model, tokenizer, prompt: str, continuations: Sequence[
     return np.array(scores)
 
 
+class PromptPrefix:
+    """The key/value cache of a prompt prefix that many prompts share (the system message and the
+    fixed instruction), computed once and reused: what serving systems call prefix caching.
+
+    ``from_prompts`` finds the longest common start of the given prompts. A prompt that starts with a
+    different text still works: only the tokens it shares with the prefix are reused.
+    """
+
+    def __init__(self, model, tokenizer, text: str):
+        import torch
+
+        if not isinstance(text, str) or not text:
+            raise ValueError("the shared prefix must be a non-empty string")
+        self.text = text
+        self.ids = list(tokenizer(text)["input_ids"])
+        self.model_id = id(model)
+        with torch.inference_mode():
+            self.cache = _cache_of(model(input_ids=torch.tensor([self.ids], device=model.device), use_cache=True,
+                                         logits_to_keep=1))
+
+    @classmethod
+    def from_prompts(cls, model, tokenizer, prompts: Sequence[str]) -> "PromptPrefix":
+        prompts = list(prompts)
+        if len(prompts) < 2:
+            raise ValueError("need at least two prompts to find the prefix they share")
+        import os.path
+
+        common = os.path.commonprefix(prompts)
+        if not common:
+            raise ValueError("these prompts share no common start")
+        return cls(model, tokenizer, common)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def reusable(self, prompt_ids: Sequence[int]) -> int:
+        """How many leading tokens of ``prompt_ids`` the cache covers (at most all but the last token,
+        whose logits the scorer needs)."""
+        n = 0
+        for a, b in zip(self.ids, prompt_ids[:-1]):
+            if a != b:
+                break
+            n += 1
+        return n
+
+
+def _cache_argument(model) -> str:
+    """transformers 5.x renames the key/value cache argument ``past_key_values`` -> ``cache``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values")
+
+
+def packed_log_likelihood(model, tokenizer, prompt: str, continuations: Sequence[str],
+                          prefix: PromptPrefix | None = None) -> np.ndarray:
+    """log p(continuation | prompt) summed over its tokens, for every continuation, in two forward passes.
+
+    1. The prompt runs once (after the shared ``prefix``, if one is given); its key/value cache is kept.
+    2. All continuations are packed into ONE sequence behind that cache. A 4-D attention mask lets each
+       token see the prompt and the earlier tokens of its own continuation only, and each continuation's
+       positions restart right after the prompt, so every continuation is scored exactly as if it were
+       alone (the naive reference), with no padding and one large matrix product per layer instead of
+       many small ones. The vocabulary projection runs only at positions whose next token is scored.
+    """
+    import copy
+
+    import torch
+
+    continuations = _checked_candidates(continuations)
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    pieces = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+    if not prompt_ids or any(len(piece) == 0 for piece in pieces):
+        raise ValueError("the prompt and every continuation need at least one token")
+    context = getattr(model.config, "max_position_embeddings", None)
+    longest = len(prompt_ids) + max(len(piece) for piece in pieces)
+    if context is not None and longest > context:
+        raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus the longest continuation needs {longest} "
+                         f"tokens, more than the model's context of {context}; shorten the prompt")
+    if prefix is not None and prefix.model_id != id(model):
+        raise ValueError("this PromptPrefix was computed with another model")
+    device = model.device
+    lengths = torch.tensor([len(p) for p in pieces], device=device)
+    flat = torch.tensor([t for p in pieces for t in p], device=device)
+    owner = torch.repeat_interleave(torch.arange(len(pieces), device=device), lengths)
+    starts = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)[:-1]])
+    step = torch.arange(len(flat), device=device) - starts[owner]       # token index within its continuation
+    n_prompt = len(prompt_ids)
+    with torch.inference_mode():
+        reuse = prefix.reusable(prompt_ids) if prefix is not None else 0
+        cache = None
+        if reuse:
+            cache = copy.deepcopy(prefix.cache)
+            if reuse < len(prefix):
+                cache.crop(reuse - len(prefix))   # a negative count removes tokens from the end (every 4.x/5.x version)
+        rest = torch.tensor([prompt_ids[reuse:]], device=device)
+        cache_arg = _cache_argument(model)
+        out = model(input_ids=rest, use_cache=True, logits_to_keep=1,
+                    position_ids=torch.arange(reuse, n_prompt, device=device)[None],
+                    **({cache_arg: cache} if cache is not None else {}))
+        first = out.logits[0, -1].float().log_softmax(-1)               # predicts every continuation's token 0
+        own = (owner[:, None] == owner[None, :]) & (step[None, :] <= step[:, None])
+        mask = torch.cat([torch.ones(len(flat), n_prompt, dtype=torch.bool, device=device), own], 1)[None, None]
+        keep = torch.nonzero(step < lengths[owner] - 1).squeeze(1)       # positions whose next token is scored
+        total = first[flat[starts]].double()
+        if len(keep):
+            logits = model(input_ids=flat[None], attention_mask=mask, position_ids=(n_prompt + step)[None],
+                           use_cache=False, **{cache_arg: _cache_of(out)}, logits_to_keep=keep).logits[0]
+            token_logp = logits.float().log_softmax(-1).gather(-1, flat[keep + 1][:, None]).squeeze(1)
+            total = total.index_add(0, owner[keep], token_logp.double())
+    return total.cpu().numpy()
+
+
 def length_batch_size(lengths: Sequence[int], overhead: int = 12) -> int:
     """The batch size that scores continuations of these token lengths, sorted by length, with the fewest
     padded positions, counting each extra batch as ``overhead`` positions (copying the prompt's cache).
@@ -118,24 +240,36 @@ def length_batch_size(lengths: Sequence[int], overhead: int = 12) -> int:
     return min(range(len(lengths), 0, -1), key=cost)   # ties: the largest batch
 
 
+METHODS = ("packed", "batched", "naive")
+
+
 def score_candidates(model, tokenizer, prompt: str, titles: Sequence[str], normalise: str = "mean",
-                     cached: bool = True) -> np.ndarray:
+                     method: str = "packed", prefix: PromptPrefix | None = None) -> np.ndarray:
     """One score per candidate title: log p(title + end | prompt), summed (``"sum"``) or per token (``"mean"``).
 
-    ``cached=True`` runs the prompt once and scores every candidate in one batch from
-    its key/value cache; ``cached=False`` is the naive reference (same numbers, slower).
+    Three ways to the same numbers (equal to 1e-4), from slowest to fastest:
+
+    - ``"naive"``: prompt + title through the model once per candidate;
+    - ``"batched"``: the prompt once, its key/value cache copied along a batch of titles, titles sorted
+      by length into batches to limit padding (``hub.sequence_log_likelihood``);
+    - ``"packed"``: the prompt once, then all titles packed into one sequence behind its cache with a
+      block attention mask (:func:`packed_log_likelihood`); ``prefix`` also skips a shared prompt start.
     """
     if normalise not in NORMALISATIONS:
         raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if prefix is not None and method != "packed":
+        raise ValueError("a shared prefix is only used by method='packed'")
     texts = answer_texts(tokenizer, _checked_candidates(titles))
-    if cached:
-        # Sorted by length, in equal batches of similar length: less padding than one batch padded to
-        # the longest title. The prompt still runs once; its cache is shared by every batch.
+    if method == "packed":
+        total = packed_log_likelihood(model, tokenizer, prompt, texts, prefix=prefix)
+    elif method == "batched":
         lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         order = np.argsort(lengths, kind="stable")
-        size = length_batch_size(lengths)
         total = np.empty(len(texts))
-        total[order] = sequence_log_likelihood(model, tokenizer, prompt, [texts[i] for i in order], batch_size=size)
+        total[order] = sequence_log_likelihood(model, tokenizer, prompt, [texts[i] for i in order],
+                                               batch_size=length_batch_size(lengths))
     else:
         total = naive_log_likelihood(model, tokenizer, prompt, texts)
     if normalise == "sum":
@@ -144,7 +278,8 @@ def score_candidates(model, tokenizer, prompt: str, titles: Sequence[str], norma
 
 
 def llm_scores(model, tokenizer, prompts: Sequence[str], candidate_titles: Sequence[Sequence[str]],
-               cached: bool = True, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+               method: str = "packed", prefix: PromptPrefix | None = None,
+               progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Scores of every user's candidates under both normalisations, and the seconds each user took.
 
     Returns ``({"sum": (n_users, n_cand), "mean": (n_users, n_cand)}, seconds (n_users,))``; both
@@ -157,7 +292,7 @@ def llm_scores(model, tokenizer, prompts: Sequence[str], candidate_titles: Seque
     sums, means, seconds = [], [], []
     for prompt, titles in tqdm(list(zip(prompts, candidate_titles)), disable=not progress, desc="LLM ranker"):
         start = time.perf_counter()
-        total = score_candidates(model, tokenizer, prompt, titles, "sum", cached=cached)
+        total = score_candidates(model, tokenizer, prompt, titles, "sum", method=method, prefix=prefix)
         seconds.append(time.perf_counter() - start)
         lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in answer_texts(tokenizer, titles)]
         sums.append(total)
@@ -229,13 +364,24 @@ def expected_ratings(model, tokenizer, prompts: Sequence[str], batch_size: int =
     return probs, probs @ np.arange(1, 6)
 
 
-def benchmark_ranker(model, tokenizer, prompts: Sequence[str], candidate_titles: Sequence[Sequence[str]],
-                     repeats: int = 1, naive_repeats: int = 1, threads: int | None = None) -> pd.DataFrame:
-    """Seconds to score one user's candidates, naive and cached (best of ``naive_repeats`` / ``repeats``
-    runs), per user; also the largest score difference.
+BENCHMARK_RANKERS = {
+    "naive": "naive (one forward pass per candidate)",
+    "batched": "KV cache: prompt once, candidates in length-sorted padded batches",
+    "packed": "KV cache: prompt once, candidates packed in one pass (block mask)",
+    "packed + prefix": "packed, the shared instruction prefix cached once per session",
+}
 
-    ``threads``: torch threads for the benchmark only (the previous setting is restored afterwards);
-    the table's ``threads`` column says what was used.
+
+def benchmark_ranker(model, tokenizer, prompts: Sequence[str], candidate_titles: Sequence[Sequence[str]],
+                     repeats: int = 1, naive_repeats: int = 1, threads: int | None = None,
+                     prefix: PromptPrefix | None = None) -> pd.DataFrame:
+    """Seconds to score one user's candidates with each ranker of ``BENCHMARK_RANKERS`` (best of
+    ``naive_repeats`` runs for the naive one, ``repeats`` for the others), per user, and the largest
+    difference of each ranker's scores from the naive ones.
+
+    ``prefix``: the shared prompt prefix for the "packed + prefix" row (skipped without one); computing
+    it is a once-per-session cost, not part of any user's time. ``threads``: torch threads for the
+    benchmark only (restored afterwards); the table's ``threads`` column says what was used.
     """
     import os
 
@@ -252,15 +398,23 @@ def benchmark_ranker(model, tokenizer, prompts: Sequence[str], candidate_titles:
             torch.set_num_threads(threads)
         for user, (prompt, titles) in enumerate(zip(prompts, candidate_titles)):
             row = {"user": user, "candidates": len(titles), "prompt tokens": len(tokenizer(prompt)["input_ids"]),
+                   "prefix tokens": prefix.reusable(tokenizer(prompt)["input_ids"]) if prefix is not None else 0,
                    "threads": torch.get_num_threads()}
-            for name, cached, runs in (("naive", False, naive_repeats), ("cached", True, repeats)):
+            scores = {}
+            for name in BENCHMARK_RANKERS:
+                if name == "packed + prefix" and prefix is None:
+                    continue
+                method, shared = name.split(" + ")[0], prefix if name.endswith("prefix") else None
                 times = []
-                for _ in range(runs):
+                for _ in range(naive_repeats if name == "naive" else repeats):
                     start = time.perf_counter()
-                    scores = score_candidates(model, tokenizer, prompt, titles, "sum", cached=cached)
+                    scores[name] = score_candidates(model, tokenizer, prompt, titles, "sum", method=method,
+                                                    prefix=shared)
                     times.append(time.perf_counter() - start)
-                row[f"{name} s"], row[f"{name} scores"] = min(times), scores
-            row["max |naive - cached|"] = float(np.abs(row.pop("naive scores") - row.pop("cached scores")).max())
+                row[f"{name} s"] = min(times)
+            for name in scores:
+                if name != "naive":
+                    row[f"{name} max diff"] = float(np.abs(scores[name] - scores["naive"]).max())
             row["load average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             rows.append(row)
     finally:
@@ -272,18 +426,25 @@ def timings_markdown(table: pd.DataFrame, model_name: str, threads: int, note: s
     """The benchmark as a Markdown section for ``build/timings.md``."""
     import os
 
-    naive, cached = table["naive s"].median(), table["cached s"].median()
+    rankers = [name for name in BENCHMARK_RANKERS if f"{name} s" in table]
+    if "naive" not in rankers:
+        raise ValueError("the benchmark table has no naive timings")
     now = table["load average"].max() if "load average" in table else (os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
     load = f"1-minute load average up to {now:.1f} on {os.cpu_count()} cores" if now is not None and now == now else ""
+    naive = table["naive s"].median()
+    lines = []
+    for name in rankers:
+        median = table[f"{name} s"].median()
+        diff = f"{table[f'{name} max diff'].max():.1e}" if name != "naive" else ""
+        lines.append(f"| {BENCHMARK_RANKERS[name]} | {median:.2f} | {naive / median:.1f}× | {diff} |")
+    prefix = (f"; shared prefix {int(table['prefix tokens'].median())} tokens" if table.get("prefix tokens") is not None
+              and table["prefix tokens"].max() > 0 else "")
     return (f"## LLM ranker: 20 candidates per user (lesson 09)\n\n"
             f"Model {model_name}, {threads} torch thread(s), {load}; median over {len(table)} user(s), "
             f"{int(table['candidates'].iloc[0])} candidates, prompts of {int(table['prompt tokens'].median())} tokens"
-            f"{'; ' + note if note else ''}. Budget: ≤ 1 s per user for the cached ranker.\n\n"
-            "| ranker | median seconds per user | speed-up | max abs. score difference |\n|---|---|---|---|\n"
-            f"| naive (one forward pass per candidate) | {naive:.2f} | 1.0× | |\n"
-            f"| cached (prompt once, KV cache, candidates in length-sorted batches) | {cached:.2f} | {naive / cached:.1f}× | "
-            f"{table['max |naive - cached|'].max():.1e} |\n"
-            f"\nRecorded {time.strftime('%Y-%m-%d %H:%M')}.\n")
+            f"{prefix}{'; ' + note if note else ''}. Budget: ≤ 1 s per user for the fastest ranker.\n\n"
+            "| ranker | median seconds per user | speed-up | max abs. score difference from naive |\n|---|---|---|---|\n"
+            + "\n".join(lines) + f"\n\nRecorded {time.strftime('%Y-%m-%d %H:%M')}.\n")
 
 
 _BEGIN, _END = "<!-- begin section: {} -->", "<!-- end section: {} -->"
@@ -344,7 +505,8 @@ def position_orders(n_users: int, n_candidates: int, target_col, n_shuffles: int
 
 
 def listed_scores(model, tokenizer, histories: Sequence[Sequence[str]], candidate_titles: Sequence[Sequence[str]],
-                  orders: np.ndarray, normalise: str = "mean", progress: bool = False) -> np.ndarray:
+                  orders: np.ndarray, normalise: str = "mean", prefix: PromptPrefix | None = None,
+                  progress: bool = False) -> np.ndarray:
     """Scores (n_orders, n_users, n_candidates), in candidate-column order, when the candidates are listed in
     the prompt in each order of ``orders`` (see :func:`position_orders`)."""
     from tqdm.auto import tqdm
@@ -358,7 +520,7 @@ def listed_scores(model, tokenizer, histories: Sequence[Sequence[str]], candidat
         titles = list(candidate_titles[u])
         listed = [titles[j] for j in orders[o, u]]
         prompt = render_chat(tokenizer, ranking_messages(histories[u], listed))
-        out[o, u] = score_candidates(model, tokenizer, prompt, titles, normalise)
+        out[o, u] = score_candidates(model, tokenizer, prompt, titles, normalise, prefix=prefix)
     return out
 
 
