@@ -122,5 +122,6 @@ def test_repeated_texts_are_encoded_once_and_short_documents_are_shorter(tmp_cac
     (short,) = fashion_documents(items, detail="short")
     assert short == "Dark plain coat by Umber. Category: Coat; tone: dark; pattern: plain; price: about $80."
     assert len(short) < len(fashion_documents(items)[0])
+    assert fashion_documents(items, detail="brief") == ["Dark plain coat by Umber, high price."]
     with pytest.raises(ValueError, match="detail"):
         fashion_documents(items, detail="long")
