@@ -10,7 +10,7 @@ import torch
 from course_utils.data.splits import History
 from course_utils.multimodal.fusion import (ALBEF, AlbefConfig, CaptionTokenizer, CategoryPopularity, ImageEncoder,
                                             ProfileRecommender, encode_items, fill_masked_word, fit_albef,
-                                            image_tensor, itc_loss, itm_probability, mask_tokens,
+                                            image_tensor, itc_loss, itm_auc, itm_probability, mask_tokens,
                                             normalised_utility_at_k, product_captions, ranks_of_matches,
                                             rerank_ranks, sample_hard_negatives)
 
@@ -157,6 +157,33 @@ def test_fit_albef_records_every_loss(tiny):
     assert set(out["history"][0]) == {"epoch", "itc", "itm", "mlm"} and not model.training
     with pytest.raises(ValueError, match="n_epochs"):
         fit_albef(model, pixels, tokens, n_epochs=0)
+
+
+def test_loss_weights_train_itm_alone_and_skip_mlm(tiny):
+    words, _, pixels, tokens = tiny
+    torch.manual_seed(0)
+    model = ALBEF(AlbefConfig(vocab_size=words.vocab_size, dim=16, embed_dim=8, text_layers=1, fusion_layers=1,
+                              heads=2), words.mask_token_id, words.pad_token_id)
+    before = model.log_scale.detach().clone()
+    out = fit_albef(model, pixels, tokens, n_epochs=1, batch_size=3, groups=[0, 1, 2], seed=0,
+                    loss_weights={"itc": 0.0, "mlm": 0.0})
+    assert set(out["history"][0]) == {"epoch", "itc", "itm"}          # MLM is not even computed
+    assert torch.equal(model.log_scale.detach(), before)              # ITC at weight 0: its temperature gets no gradient
+    for bad in ({"itx": 1.0}, {"itm": -1.0}):
+        with pytest.raises(ValueError, match="loss_weights"):
+            fit_albef(model, pixels, tokens, n_epochs=1, loss_weights=bad)
+
+
+def test_itm_auc_on_fixed_pairs(tiny):
+    _, model, pixels, tokens = tiny
+    encoded = encode_items(model, pixels, tokens)
+    out = itm_auc(model, encoded, [0, 1, 2], seed=0)
+    assert set(out) == {"vs a random caption", "vs the hardest caption", "P(match) spread (sd)"}
+    assert 0 <= out["vs a random caption"] <= 1 and 0 <= out["vs the hardest caption"] <= 1
+    with pytest.raises(ValueError, match="similarity"):
+        itm_auc(model, encoded, [0, 1, 2], similarity=np.eye(2))
+    with pytest.raises(ValueError, match="outside its look-alike"):
+        itm_auc(model, encoded, [0, 0, 0])
 
 
 def test_ranks_and_reranking(tiny):

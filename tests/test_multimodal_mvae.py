@@ -192,3 +192,14 @@ def test_item_vae_is_cached_by_configuration(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
     _, other = load_or_train_item_vae(images, texts, **{**settings, "contrast_weight": 0.0})
     assert other["source"] == "trained", "another λ is another model"
+
+
+def test_top_k_items_is_the_stable_argsort_set():
+    from course_utils.multimodal.mvae import top_k_items
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, (50, 40)).astype(float)               # many ties
+    scores[:, :3] = -np.inf
+    for k in (1, 7, 10):
+        expected = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+        assert np.array_equal(top_k_items(scores, k), expected)

@@ -254,8 +254,9 @@ class ALBEF(nn.Module):
         words = self.text_encoder.embeddings.word_embeddings.weight  # tied to the input embeddings, as in BERT
         return self.mlm_transform(fused) @ words.T + self.mlm_bias
 
-    def losses(self, pixels, input_ids, attention_mask, special_tokens_mask, same=None, generator=None) -> dict:
-        """The batch's losses: {'itc'} for the ablation, {'itc', 'itm', 'mlm'} for ALBEF."""
+    def losses(self, pixels, input_ids, attention_mask, special_tokens_mask, same=None, generator=None,
+               mlm: bool = True) -> dict:
+        """The batch's losses: {'itc'} for the ablation, {'itc', 'itm', 'mlm'} for ALBEF (no 'mlm' if ``mlm=False``)."""
         image_tokens = self.image_encoder(pixels)
         text_hidden = self.encode_text(input_ids, attention_mask)
         itc, logits = itc_loss(self.image_embedding(image_tokens), self.text_embedding(text_hidden), self.temperature)
@@ -269,6 +270,8 @@ class ALBEF(nn.Module):
                           torch.cat([image_tokens, image_tokens, image_tokens[negative_image]]))
         labels = torch.cat([torch.ones(len(pixels)), torch.zeros(2 * len(pixels))]).long().to(pixels.device)
         out["itm"] = F.cross_entropy(self.itm_logits(fused), labels)
+        if not mlm:
+            return out
         masked, targets = mask_tokens(input_ids.cpu(), special_tokens_mask.cpu(), self.mask_token_id,
                                       self.config.vocab_size, generator=generator)
         masked, targets = masked.to(pixels.device), targets.to(pixels.device)
@@ -281,11 +284,16 @@ class ALBEF(nn.Module):
 
 # ---------------------------------------------------------------- training
 def fit_albef(model: ALBEF, pixels, tokens: dict, n_epochs: int, batch_size: int = 64, lr: float = 1e-3,
-              groups=None, seed: int = 0, device="cpu") -> dict:
-    """Train with the sum of the model's losses; returns per-epoch mean losses and seconds.
+              groups=None, seed: int = 0, device="cpu", loss_weights: dict | None = None) -> dict:
+    """Train with the (weighted) sum of the model's losses; returns per-epoch mean losses and seconds.
 
     groups: optional (N,) ids, equal for items whose captions are identical (never each other's negatives).
+    loss_weights: e.g. {"itc": 0, "mlm": 0} trains ITM alone (a control); a loss of weight 0 is still
+    reported if it is computed (ITC, whose similarities pick the negatives), MLM is then skipped.
     """
+    weights = {"itc": 1.0, "itm": 1.0, "mlm": 1.0, **(loss_weights or {})}
+    if set(weights) - {"itc", "itm", "mlm"} or any(w < 0 for w in weights.values()):
+        raise ValueError(f"loss_weights takes non-negative weights for 'itc', 'itm' and 'mlm', got {loss_weights}")
     if n_epochs <= 0 or batch_size < 2:
         raise ValueError(f"n_epochs must be positive and batch_size at least 2, got {n_epochs} and {batch_size}")
     generator = torch.Generator().manual_seed(seed)
@@ -304,8 +312,8 @@ def fit_albef(model: ALBEF, pixels, tokens: dict, n_epochs: int, batch_size: int
             same = None if groups is None else (groups[batch, None] == groups[None, batch]).to(device)
             parts = model.losses(pixels[batch].to(device), tokens["input_ids"][batch].to(device),
                                  tokens["attention_mask"][batch].to(device), tokens["special_tokens_mask"][batch],
-                                 same=same, generator=generator)
-            loss = sum(parts.values())
+                                 same=same, generator=generator, mlm=weights["mlm"] > 0)
+            loss = sum(weights[name] * value for name, value in parts.items())
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # three losses at the peak learning rate can spike
@@ -320,7 +328,8 @@ def fit_albef(model: ALBEF, pixels, tokens: dict, n_epochs: int, batch_size: int
 
 
 def load_or_train_albef(name: str, config: AlbefConfig, words: CaptionTokenizer, pixels, tokens: dict, n_epochs: int,
-                        seed: int, groups=None, batch_size: int = 64, lr: float = 1e-3, device="cpu"):
+                        seed: int, groups=None, batch_size: int = 64, lr: float = 1e-3, device="cpu",
+                        loss_weights: dict | None = None):
     """``(model, info)``: trained weights from the course's model cache, keyed by the settings and a hash of the data."""
     from course_utils.model_cache import load_or_train
 
@@ -329,13 +338,15 @@ def load_or_train_albef(name: str, config: AlbefConfig, words: CaptionTokenizer,
     digest.update(np.asarray(words.pieces).tobytes() + np.asarray([] if groups is None else groups).tobytes())
     key = {"model": config.as_dict(), "n_epochs": n_epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
            "data": digest.hexdigest()[:20]}
+    if loss_weights:   # only when set, so that the keys of models trained with every loss do not move
+        key["loss_weights"] = dict(sorted(loss_weights.items()))
 
     def make_model():
         torch.manual_seed(seed)
         return ALBEF(config, words.mask_token_id, words.pad_token_id)
 
     model, info = load_or_train(name, key, make_model, lambda model: fit_albef(
-        model, pixels, tokens, n_epochs, batch_size, lr, groups, seed, device))
+        model, pixels, tokens, n_epochs, batch_size, lr, groups, seed, device, loss_weights))
     return model.to(device), info
 
 
@@ -384,6 +395,36 @@ def fused_embedding(model: ALBEF, encoded: dict, batch_size: int = 1024) -> np.n
                            encoded["image_tokens"][chunk].to(device))
         out.append(fused[:, 0].cpu())
     return torch.cat(out).numpy()
+
+
+def itm_auc(model: ALBEF, encoded: dict, groups, seed: int = 0, similarity=None) -> dict:
+    """How well the ITM head tells each item's own caption from a negative: ROC AUC (0.5 = chance).
+
+    Per image, one positive (its caption) and two negatives that are never look-alikes (``groups``):
+    a random caption, and the caption most similar to the image by ``similarity`` (N × N, rows =
+    images; default: this model's ITC towers), the hardest negative. Pass another model's
+    similarity to test two heads on the same pairs.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    groups = np.asarray(groups)
+    n = len(groups)
+    if similarity is None:
+        similarity = (encoded["image_emb"] @ encoded["text_emb"].T).numpy()
+    similarity = np.asarray(similarity)
+    if similarity.shape != (n, n):
+        raise ValueError(f"similarity must be {n} × {n} (images × captions), got {similarity.shape}")
+    allowed = groups[None, :] != groups[:, None]
+    if not allowed.any(1).all():
+        raise ValueError("every item needs at least one caption outside its look-alike group")
+    rng = np.random.default_rng(seed)
+    random_negative = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
+    hardest_negative = np.where(allowed, similarity, -np.inf).argmax(1)
+    positive = itm_probability(model, encoded, np.arange(n), np.arange(n))
+    auc = lambda negatives: roc_auc_score(np.r_[np.ones(n), np.zeros(n)],
+                                          np.r_[positive, itm_probability(model, encoded, np.arange(n), negatives)])
+    return {"vs a random caption": auc(random_negative), "vs the hardest caption": auc(hardest_negative),
+            "P(match) spread (sd)": float(positive.std())}
 
 
 def ranks_of_matches(similarity: np.ndarray) -> np.ndarray:
