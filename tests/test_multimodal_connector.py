@@ -134,3 +134,64 @@ def test_warm_start_sends_visual_tokens_to_their_targets(kind):
         out = projector(features)
     nearest = torch.cdist(out.reshape(-1, 16), targets[:3]).argmin(1).reshape(60, 2)
     assert (nearest == labels[:, None]).all()
+
+
+def _naive_choice_loglik(model, tokenizer, projector, features, prefixes, candidates, prompt):
+    """One forward pass per (product, candidate): the full sequence, unpadded, read at the candidate's position."""
+    before, after = C.prompt_embeddings(model, tokenizer, prompt)
+    embed, out = model.get_input_embeddings(), np.zeros((len(prefixes), len(candidates)))
+    with torch.no_grad():
+        for i, prefix in enumerate(prefixes):
+            pre = tokenizer(" " + prefix.strip(), add_special_tokens=False)["input_ids"] if prefix.strip() else []
+            for j, word in enumerate(candidates):
+                ids = pre + tokenizer(" " + word, add_special_tokens=False)["input_ids"][:1]
+                row = torch.cat([before, projector(features[i]), after, embed(torch.tensor(ids))])[None]
+                logits = model(inputs_embeds=row).logits[0, -2].float()   # the position that predicts the word
+                out[i, j] = torch.log_softmax(logits, -1)[ids[-1]].item()
+    return out
+
+
+def test_choice_loglik_equals_a_naive_per_choice_computation(llm):
+    model, tokenizer = llm
+    torch.manual_seed(0)
+    projector = C.make_projector("linear", 4, model.config.hidden_size)
+    C.match_scale(projector, torch.randn(8, 2, 4), model.get_input_embeddings().weight.std().item())
+    features = torch.randn(3, 2, 4)
+    # Prefixes of different lengths (one empty) put padding in the batch, which must change nothing.
+    prefixes, candidates = ["Dark plain", "", "Light textured leather"], ["coat", "dress", "bag"]
+    fast = C.choice_loglik(model, tokenizer, projector, features, prefixes, candidates, prompt="Photo: <image> Title:")
+    assert fast.shape == (3, 3) and (fast < 0).all()
+    naive = _naive_choice_loglik(model, tokenizer, projector, features, prefixes, candidates, "Photo: <image> Title:")
+    assert np.allclose(fast, naive, atol=2e-3), (fast, naive)
+    one_by_one = C.choice_loglik(model, tokenizer, projector, features, prefixes, candidates,
+                                 prompt="Photo: <image> Title:", batch_size=1)
+    assert np.allclose(fast, one_by_one, atol=2e-3)
+
+
+def test_choice_loglik_ranks_the_obvious_word_first(llm):
+    model, tokenizer = llm
+    projector = C.make_projector("linear", 4, model.config.hidden_size)
+    with torch.no_grad():  # visual tokens of zeros: the text alone decides
+        projector.weight.zero_(), projector.bias.zero_()
+    scores = C.choice_loglik(model, tokenizer, projector, torch.zeros(2, 1, 4),
+                             ["The capital of France is", "Monday, Tuesday,"], ["Paris", "Wednesday", "banana"],
+                             prompt="Facts: <image> Text:")
+    assert scores.argmax(1).tolist() == [0, 1]
+
+
+def test_choice_loglik_bad_inputs(llm):
+    model, tokenizer = llm
+    projector = C.make_projector("linear", 4, model.config.hidden_size)
+    features = torch.zeros(2, 1, 4)
+    with pytest.raises(ValueError, match="share a first token"):
+        C.choice_loglik(model, tokenizer, projector, features, ["a", "b"], ["sandals", "sand"])
+    with pytest.raises(ValueError, match="one prefix per image"):
+        C.choice_loglik(model, tokenizer, projector, features, ["a"], ["coat", "bag"])
+    with pytest.raises(ValueError, match="one prefix per image"):
+        C.choice_loglik(model, tokenizer, projector, features, ["a", "b"], [])
+
+
+def test_training_caption_puts_the_category_first_and_drops_the_brand():
+    assert C.training_caption("ankle boots", "Dark plain ankle boots by Alder & Co") == "ankle boots. Dark plain ankle boots"
+    with pytest.raises(ValueError, match="category word and a title"):
+        C.training_caption("", "Dark plain coat by Miro")
