@@ -182,3 +182,37 @@ def test_the_online_pipeline_refuses_bad_inputs_before_loading_anything():
         D.stable_diffusion_images("any/model", ["a red coat"], guidance=-1.0)
     with pytest.raises(ValueError, match="prompts"):
         D.stable_diffusion_images("any/model", [])
+
+
+def test_the_velocity_target_is_the_closed_form_and_epsilon_is_the_noise():
+    x0, noise, t = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8), torch.tensor([0, 400, 999])
+    v_schedule = D.make_scheduler()
+    assert v_schedule.config.prediction_type == "v_prediction"
+    abar = torch.as_tensor(D.linear_alphas_cumprod(), dtype=torch.float32)[t][:, None, None, None]
+    by_hand = abar.sqrt() * noise - (1 - abar).sqrt() * x0  # v = √ᾱ ε − √(1−ᾱ) x_0
+    assert torch.allclose(D.diffusion_target(v_schedule, x0, noise, t), by_hand, atol=1e-5)
+    assert torch.equal(D.diffusion_target(D.make_scheduler(prediction_type="epsilon"), x0, noise, t), noise)
+    with pytest.raises(ValueError, match="prediction_type"):
+        D.make_scheduler(prediction_type="x0")
+
+
+def test_an_epsilon_model_also_trains_and_samples(tiny_model):
+    scheduler = D.make_scheduler(prediction_type="epsilon")
+    samples = D.generate(tiny_model, torch.tensor([1, 2]), guidance=2.0, n_steps=3, scheduler=scheduler)
+    assert samples.shape == (2, 1, 8, 8) and torch.isfinite(samples).all()
+
+
+def test_the_image_grid_is_one_axes_and_refuses_mismatched_labels():
+    import matplotlib.pyplot as plt
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    fig = D.show_image_grid(pixels, [str(i) for i in range(7)], n_cols=4, row_labels=["a", "b"])
+    assert len(fig.axes) == 1 and len(fig.axes[0].texts) == 7
+    assert fig.axes[0].images[0].get_array().shape == (2 * 28 + 28 // 3, 4 * 28 + 3 * 2)  # two rows, gaps between
+    plt.close(fig)
+    with pytest.raises(ValueError, match="titles"):
+        D.show_image_grid(pixels, ["only one"])
+    with pytest.raises(ValueError, match="row labels"):
+        D.show_image_grid(pixels, n_cols=4, row_labels=["a"])
+    with pytest.raises(ValueError, match="N × H × W"):
+        D.show_image_grid(pixels[0])

@@ -6,9 +6,13 @@ The pieces, in the order lesson 17 uses them:
   one for the product category and one for the tone, each with an extra row
   that means "no condition". Their sum enters the UNet next to the time step
   (``class_embed_type="identity"``), so either condition can be dropped alone.
-* :func:`train_diffusion`: the DDPM noise-prediction loss, with ``DDPMScheduler``
-  adding the noise, and each condition replaced by "none" with probability
-  ``p_uncond`` (what classifier-free guidance needs).
+* :func:`train_diffusion`: the DDPM denoising loss, with ``DDPMScheduler`` adding
+  the noise, and each condition replaced by "none" with probability ``p_uncond``
+  (what classifier-free guidance needs). The network predicts the *velocity*
+  v = √ᾱ ε − √(1−ᾱ) x_0 (:func:`diffusion_target`, Salimans & Ho 2022) rather than
+  the noise ε: on this shop, with a few hundred CPU training steps and 10–20 DDIM
+  steps, it was the single largest gain in how often the judge recognised the
+  requested category (lesson 17's exercise 5 measures it).
 * :func:`guided_noise`: classifier-free guidance, ε_uncond + w (ε_cond − ε_uncond).
 * :func:`generate`: deterministic DDIM sampling (``DDIMScheduler``, η = 0), with
   optional RePaint-style inpainting: after every step the known region is
@@ -27,6 +31,7 @@ from __future__ import annotations
 import time
 import warnings
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -80,7 +85,8 @@ class ConditionalUNet(nn.Module):
     ``category`` and ``tone`` are LongTensors (N,) with ``NONE`` (-1) for "no condition".
     """
 
-    def __init__(self, image_size: int = 16, channels: tuple[int, ...] = (16, 32), layers_per_block: int = 1):
+    def __init__(self, image_size: int = 16, channels: tuple[int, ...] = (16, 32), layers_per_block: int = 1,
+                 attention: bool = True):
         super().__init__()
         self.image_size = _check_size(image_size)
         if len(channels) < 2 or any(c % 8 for c in channels):
@@ -89,7 +95,8 @@ class ConditionalUNet(nn.Module):
         self.unet = UNet2DModel(sample_size=self.image_size, in_channels=1, out_channels=1,
                                 block_out_channels=tuple(channels), layers_per_block=layers_per_block,
                                 down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
-                                norm_num_groups=8, class_embed_type="identity")
+                                norm_num_groups=8, class_embed_type="identity",
+                                add_attention=attention)  # self-attention only in the middle block, at the lowest resolution
         dim = channels[0] * 4  # UNet2DModel's time-embedding width
         self.category_embedding = nn.Embedding(N_CATEGORIES + 1, dim)  # last row: no category
         self.tone_embedding = nn.Embedding(N_TONES + 1, dim)  # last row: no tone
@@ -113,10 +120,27 @@ def _check_labels(labels, n: int, name: str) -> torch.Tensor:
     return labels.long()
 
 
-def make_scheduler(n_train_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DDPMScheduler:
-    """The DDPM training schedule: β rises linearly from ``beta_start`` to ``beta_end`` over T steps."""
+PREDICTION_TYPES = ("v_prediction", "epsilon")
+
+
+def make_scheduler(n_train_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+                   prediction_type: str = "v_prediction") -> DDPMScheduler:
+    """The DDPM training schedule: β rises linearly from ``beta_start`` to ``beta_end`` over T steps.
+
+    ``prediction_type`` says what the network outputs, ``"v_prediction"`` (v = √ᾱ ε − √(1−ᾱ) x_0)
+    or ``"epsilon"`` (the noise); the DDIM sampler built from this schedule reads it too.
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
     return DDPMScheduler(num_train_timesteps=n_train_steps, beta_start=beta_start, beta_end=beta_end,
-                         beta_schedule="linear")
+                         beta_schedule="linear", prediction_type=prediction_type)
+
+
+def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the network should output at (x_t, t): the noise ε, or the velocity √ᾱ_t ε − √(1−ᾱ_t) x_0."""
+    if scheduler.config.prediction_type == "epsilon":
+        return noise
+    return scheduler.get_velocity(x0, noise, t)
 
 
 def linear_alphas_cumprod(n_train_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
@@ -135,7 +159,9 @@ def drop_conditions(labels: torch.Tensor, p_uncond: float, generator: torch.Gene
 def train_diffusion(model: ConditionalUNet, images: torch.Tensor, category, tone, n_steps: int = 300,
                     batch_size: int = 64, lr: float = 2e-3, p_uncond: float = 0.15, seed: int = 0,
                     scheduler: DDPMScheduler | None = None) -> dict:
-    """Train ε_θ with the DDPM loss ||ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t, c)||²; returns losses and seconds.
+    """Train with the DDPM loss ||target − f_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t, c)||²; returns losses and seconds.
+
+    The target is the scheduler's: v (default) or ε (:func:`diffusion_target`).
 
     images: (N, 1, S, S) in [-1, 1]; category, tone: (N,) labels. Each condition is
     dropped independently with probability ``p_uncond``.
@@ -157,7 +183,8 @@ def train_diffusion(model: ConditionalUNet, images: torch.Tensor, category, tone
         t = torch.randint(scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
         x_t = scheduler.add_noise(images[idx], noise, t)
         loss = F.mse_loss(model(x_t, t, drop_conditions(category[idx], p_uncond, generator),
-                                drop_conditions(tone[idx], p_uncond, generator)), noise)
+                                drop_conditions(tone[idx], p_uncond, generator)),
+                          diffusion_target(scheduler, images[idx], noise, t))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -366,6 +393,39 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
     other = np.empty(n, dtype=np.int64)
     other[order] = np.roll(order, 1)  # each user in the shuffled cycle takes the next one's place
     return other
+
+
+# ---------------------------------------------------------------- plotting
+def show_image_grid(images: np.ndarray, titles=None, n_cols: int = 10, row_labels=None, size: float = 1.1):
+    """Grey-scale images (N, H, W) tiled into one picture, with a small title over each tile.
+
+    The same grid as ``course_utils.plotting.show_images``, drawn as a single ``imshow``:
+    one axes instead of N keeps a 40-image figure at a fraction of a CPU-second.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or not len(images):
+        raise ValueError(f"images must be a non-empty N × H × W array, got shape {images.shape}")
+    n_rows, (h, w), gap = -(-len(images) // n_cols), images.shape[1:], 2
+    row_gap = gap if titles is None else h // 3  # room for the titles
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(titles)} titles for {len(images)} images")
+    if row_labels is not None and len(row_labels) != n_rows:
+        raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows")
+    canvas = np.full((n_rows * (h + row_gap) - row_gap, n_cols * (w + gap) - gap), np.nan)
+    for i, image in enumerate(images):
+        r, c = divmod(i, n_cols)
+        canvas[r * (h + row_gap):r * (h + row_gap) + h, c * (w + gap):c * (w + gap) + w] = image
+    fig, ax = plt.subplots(figsize=(size * n_cols, size * n_rows * 1.15))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([] if row_labels is None else np.arange(n_rows) * (h + row_gap) + h / 2, [] if row_labels is None
+                  else row_labels, fontsize=8)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    for i, title in enumerate(titles if titles is not None else []):
+        r, c = divmod(i, n_cols)
+        ax.text(c * (w + gap) + w / 2, r * (h + row_gap) - 0.5, str(title), ha="center", va="bottom", fontsize=6.5)
+    return fig
 
 
 # ---------------------------------------------------------------- online upgrade
