@@ -12,7 +12,7 @@ The pieces, in the order lesson 17 uses them:
   v = √ᾱ ε − √(1−ᾱ) x_0 (:func:`diffusion_target`, Salimans & Ho 2022) rather than
   the noise ε: on this shop, with a few hundred CPU training steps and 10–20 DDIM
   steps, it was the single largest gain in how often the judge recognised the
-  requested category (lesson 17's exercise 5 measures it).
+  requested category (lesson 17's exercise 8 measures it).
 * :func:`guided_noise`: classifier-free guidance, ε_uncond + w (ε_cond − ε_uncond).
 * :func:`generate`: deterministic DDIM sampling (``DDIMScheduler``, η = 0), with
   optional RePaint-style inpainting: after every step the known region is
