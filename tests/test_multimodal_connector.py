@@ -195,3 +195,36 @@ def test_training_caption_puts_the_category_first_and_drops_the_brand():
     assert C.training_caption("ankle boots", "Dark plain ankle boots by Alder & Co") == "ankle boots. Dark plain ankle boots"
     with pytest.raises(ValueError, match="category word and a title"):
         C.training_caption("", "Dark plain coat by Miro")
+
+
+def test_constrained_first_word_is_the_forced_choice(llm):
+    model, tokenizer = llm
+    torch.manual_seed(1)
+    projector = C.make_projector("mlp", 4, model.config.hidden_size)
+    features = torch.randn(5, 2, 4)
+    words = ["coat", "bag", "T-shirt", "sandals", "ankle boots"]     # multi-token words are completed by the trie
+    texts = C.describe(model, tokenizer, projector, features, max_new_tokens=6, first_words=words)
+    firsts = [next((w for w in words if t.startswith(w + ".")), None) for t in texts]
+    assert None not in firsts, texts                        # every caption opens with an allowed word and "."
+    forced = C.choice_loglik(model, tokenizer, projector, features, [""] * 5, words).argmax(1)
+    assert firsts == [words[i] for i in forced]             # greedy over the allowed first tokens = the forced choice
+    free = C.describe(model, tokenizer, projector, features, max_new_tokens=6)
+    assert free != texts                                    # an untrained projector does not write "coat." unasked
+    with pytest.raises(ValueError, match="share a first token"):
+        C.describe(model, tokenizer, projector, features, first_words=["sandals", "sand"])
+    with pytest.raises(ValueError, match="non-empty"):
+        C.first_word_tokens(tokenizer, [])
+
+
+def test_describe_systems_equals_one_describe_per_system(llm):
+    model, tokenizer = llm
+    torch.manual_seed(2)
+    a, b = C.make_projector("linear", 4, model.config.hidden_size), C.make_projector("mlp", 4, model.config.hidden_size)
+    fa, fb = torch.randn(3, 2, 4), torch.randn(2, 2, 4)
+    together = C.describe_systems(model, tokenizer, {"a": (a, fa), "b": (b, fb)}, max_new_tokens=4)
+    assert together == {"a": C.describe(model, tokenizer, a, fa, max_new_tokens=4),
+                        "b": C.describe(model, tokenizer, b, fb, max_new_tokens=4)}
+    with pytest.raises(ValueError, match="no systems"):
+        C.describe_systems(model, tokenizer, {})
+    with pytest.raises(ValueError, match="same number of visual tokens"):
+        C.describe_systems(model, tokenizer, {"a": (a, fa), "b": (b, torch.randn(2, 3, 4))})

@@ -338,24 +338,101 @@ def load_connector(config: dict, clip_config: dict, llm, tokenizer, features: to
 
 
 # ---------------------------------------------------------------- generation
+def first_word_tokens(tokenizer, words: Sequence[str]) -> list[int]:
+    """The first token of " " + word for each word; a ValueError if two words share it (it would not decide them)."""
+    words = list(words)
+    if not words or not all(isinstance(w, str) and w.strip() for w in words):
+        raise ValueError("need a non-empty list of non-empty words")
+    first = [tokenizer(" " + w.strip(), add_special_tokens=False)["input_ids"][0] for w in words]
+    if len(set(first)) != len(first):
+        raise ValueError(f"words share a first token, so it cannot tell them apart: {words}")
+    return first
+
+
+class OpeningWordConstraint:
+    """A logits processor for ``generate``: the text must open with one of ``words`` followed by ``end`` (".");
+    after that, generation is free.
+
+    Lesson 09's constrained decoding over a title trie, applied to the first word of a caption. Because the
+    words' first tokens differ (:func:`first_word_tokens`), greedy decoding picks the word whose first token
+    the LLM finds likeliest after the image, the same word as :func:`choice_loglik`'s forced choice, and the
+    trie then completes it.
+    """
+
+    def __init__(self, tokenizer, words: Sequence[str], end: str = "."):
+        from course_utils.llm.constrained import trie_from_tokens
+
+        first_word_tokens(tokenizer, words)   # validates the words
+        end_ids = tokenizer(end, add_special_tokens=False)["input_ids"]
+        if len(end_ids) != 1:
+            raise ValueError(f"the end mark {end!r} must be one token")
+        self.trie = trie_from_tokens([tokenizer(" " + w.strip(), add_special_tokens=False)["input_ids"] for w in words],
+                                     end_ids[0])
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.start is None:
+            self.start = input_ids.shape[1]   # with inputs_embeds only, generate passes the new tokens alone
+        masked = scores.clone()
+        for row, ids in enumerate(input_ids[:, self.start:].tolist()):
+            if self.trie.end_token in ids:
+                continue                      # the opening word is written: free from here
+            allowed = self.trie.next_tokens(ids)
+            keep = scores[row, allowed]
+            masked[row] = float("-inf")
+            masked[row, allowed] = keep
+        return masked
+
+
 def describe(llm, tokenizer, projector: nn.Module, features: torch.Tensor, prompt: str = PROMPT,
-             max_new_tokens: int = 16, batch_size: int = 64) -> list[str]:
-    """Greedy captions for (N, V, width) visual features, generated from ``inputs_embeds``."""
-    if features.ndim != 3 or len(features) == 0:
-        raise ValueError(f"features must be a non-empty (N, V, width) tensor, got {tuple(features.shape)}")
+             max_new_tokens: int = 16, batch_size: int = 128, first_words: Sequence[str] | None = None) -> list[str]:
+    """Greedy captions for (N, V, width) visual features, generated from ``inputs_embeds``.
+
+    ``first_words``: the caption must open with one of these words and a full stop
+    (:class:`OpeningWordConstraint`); the rest of the caption is free.
+    """
+    return describe_systems(llm, tokenizer, {"": (projector, features)}, prompt, max_new_tokens, batch_size,
+                            first_words)[""]
+
+
+def describe_systems(llm, tokenizer, systems: dict, prompt: str = PROMPT, max_new_tokens: int = 16,
+                     batch_size: int = 128, first_words: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Greedy captions for several systems at once: ``{name: (projector, (N, V, width) features)}`` ->
+    ``{name: captions}``. All systems' sequences go through ``generate`` together, in batches of up to
+    ``batch_size``: decoding a few tokens for a small batch is bound by reading the LLM's weights, so one
+    large batch costs far less than one small batch per system. The captions are :func:`describe`'s (up to
+    floating-point near-ties, which a different batch can break the other way).
+    """
+    from transformers import LogitsProcessorList
+
+    if not systems:
+        raise ValueError("no systems to describe")
+    for name, (_, features) in systems.items():
+        if features.ndim != 3 or len(features) == 0:
+            raise ValueError(f"{name or 'features'}: features must be a non-empty (N, V, width) tensor, "
+                             f"got {tuple(features.shape)}")
+    if len({features.shape[1] for _, features in systems.values()}) != 1:
+        raise ValueError("every system needs the same number of visual tokens per image")
+    if first_words is not None:
+        OpeningWordConstraint(tokenizer, first_words)   # bad words fail here, before any generation
     before, after = prompt_embeddings(llm, tokenizer, prompt)
-    texts = []
     with torch.inference_mode():
-        for start in range(0, len(features), batch_size):
-            visual = projector(features[start:start + batch_size].to(llm.device))
-            inputs = torch.cat([before.expand(len(visual), -1, -1), visual, after.expand(len(visual), -1, -1)], dim=1)
+        visual = torch.cat([projector(features.to(llm.device)) for projector, features in systems.values()])
+        texts = []
+        for start in range(0, len(visual), batch_size):
+            chunk = visual[start:start + batch_size]
+            inputs = torch.cat([before.expand(len(chunk), -1, -1), chunk, after.expand(len(chunk), -1, -1)], dim=1)
             mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=inputs.device)
+            processors = LogitsProcessorList([OpeningWordConstraint(tokenizer, first_words)] if first_words else [])
             # With inputs_embeds and no input_ids, generate returns only the new tokens.
             out = llm.generate(inputs_embeds=inputs, attention_mask=mask, max_new_tokens=max_new_tokens,
                                do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                               pad_token_id=tokenizer.pad_token_id)
+                               pad_token_id=tokenizer.pad_token_id, logits_processor=processors)
             texts += [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
-    return texts
+    captions, start = {}, 0
+    for name, (_, features) in systems.items():
+        captions[name], start = texts[start:start + len(features)], start + len(features)
+    return captions
 
 
 def choice_loglik(llm, tokenizer, projector: nn.Module, features: torch.Tensor, prefixes: Sequence[str],
@@ -369,9 +446,7 @@ def choice_loglik(llm, tokenizer, projector: nn.Module, features: torch.Tensor, 
     if features.ndim != 3 or len(features) != len(prefixes) or not candidates:
         raise ValueError(f"need (N, V, width) features, one prefix per image and candidates, got "
                          f"{tuple(features.shape)}, {len(prefixes)} prefixes, {len(candidates)} candidates")
-    first = [tokenizer(" " + c, add_special_tokens=False)["input_ids"][0] for c in candidates]
-    if len(set(first)) != len(first):
-        raise ValueError(f"candidates share a first token, so it cannot tell them apart: {candidates}")
+    first = first_word_tokens(tokenizer, candidates)
     before, after = prompt_embeddings(llm, tokenizer, prompt)
     embed, out = llm.get_input_embeddings(), []
     pre = [tokenizer(" " + p.strip(), add_special_tokens=False)["input_ids"] if p.strip() else [] for p in prefixes]
