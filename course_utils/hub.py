@@ -519,6 +519,37 @@ def load_llm(name: str = "smollm2-135m", online_id: str | None = None, device=No
 # Scoring text with the LLM
 # ---------------------------------------------------------------------------
 
+def cache_argument(model) -> str:
+    """The name of ``model.forward``'s key/value cache argument: transformers 5.x renames
+    ``past_key_values`` to ``cache``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def scoring_tokens(model, tokenizer, prompt: str, continuations) -> tuple[list[int], list[list[int]]]:
+    """Token ids of ``prompt`` and of each continuation (no special tokens), checked for scoring:
+    strings only, at least one continuation, no empty piece, and prompt + longest continuation within the
+    model's context (past it, positions are meaningless or wrap around: refuse rather than score noise)."""
+    if isinstance(continuations, str):
+        raise TypeError("continuations must be a list of strings, not one string")
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    continuations = list(continuations)
+    if not continuations:
+        raise ValueError("continuations is empty: give at least one candidate to score")
+    if not all(isinstance(text, str) for text in continuations):
+        raise TypeError("continuations must be a list of strings")
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    pieces = [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in continuations]
+    if not prompt_ids or any(len(piece) == 0 for piece in pieces):
+        raise ValueError("the prompt and every continuation need at least one token")
+    context = getattr(model.config, "max_position_embeddings", None)
+    longest = len(prompt_ids) + max(len(piece) for piece in pieces)
+    if context is not None and longest > context:
+        raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus the longest continuation needs {longest} "
+                         f"tokens, more than the model's context of {context}; shorten the prompt")
+    return prompt_ids, pieces
+
+
 def sequence_log_likelihood(model, tokenizer, prompt: str, continuations, batch_size: int = 16,
                             average: bool = False) -> np.ndarray:
     """log p(continuation | prompt) for each continuation: the sum over its tokens.
@@ -536,31 +567,13 @@ def sequence_log_likelihood(model, tokenizer, prompt: str, continuations, batch_
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
-    if isinstance(continuations, str):
-        raise TypeError("continuations must be a list of strings, not one string")
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    continuations = list(continuations)
-    if not continuations:
-        raise ValueError("continuations is empty: give at least one candidate to score")
-    if not all(isinstance(text, str) for text in continuations):
-        raise TypeError("continuations must be a list of strings")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    pieces = [torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in continuations]
-    if not prompt_ids or any(len(piece) == 0 for piece in pieces):
-        raise ValueError("the prompt and every continuation need at least one token")
-    # Past its context the model's positions are meaningless (or wrap around): refuse rather than score noise.
-    context = getattr(model.config, "max_position_embeddings", None)
-    longest = len(prompt_ids) + max(len(piece) for piece in pieces)
-    if context is not None and longest > context:
-        raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus the longest continuation needs {longest} "
-                         f"tokens, more than the model's context of {context}; shorten the prompt")
+    prompt_ids, token_lists = scoring_tokens(model, tokenizer, prompt, continuations)
+    pieces = [torch.tensor(ids) for ids in token_lists]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device, scores = model.device, []
-    # transformers 5.x renames the key/value cache argument `past_key_values` -> `cache`.
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_arg = cache_argument(model)
     with torch.inference_mode():
         prompt_out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
         first = prompt_out.logits[:, -1:].float()  # (1, 1, V): predicts every continuation's first token

@@ -32,7 +32,7 @@ import pandas as pd
 
 from course_utils.data.splits import Split
 from course_utils.evaluation import sample_negatives, summarize_ranks
-from course_utils.hub import sequence_log_likelihood
+from course_utils.hub import cache_argument, scoring_tokens, sequence_log_likelihood
 from course_utils.io import atomic_write, file_lock
 
 NORMALISATIONS = ("sum", "mean")
@@ -148,13 +148,6 @@ class PromptPrefix:
         return n
 
 
-def _cache_argument(model) -> str:
-    """transformers 5.x renames the key/value cache argument ``past_key_values`` -> ``cache``."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def _cache_of(output):
     cache = getattr(output, "cache", None)
     return cache if cache is not None else getattr(output, "past_key_values")
@@ -175,18 +168,7 @@ def packed_log_likelihood(model, tokenizer, prompt: str, continuations: Sequence
 
     import torch
 
-    continuations = _checked_candidates(continuations)
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    prompt_ids = list(tokenizer(prompt)["input_ids"])
-    pieces = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
-    if not prompt_ids or any(len(piece) == 0 for piece in pieces):
-        raise ValueError("the prompt and every continuation need at least one token")
-    context = getattr(model.config, "max_position_embeddings", None)
-    longest = len(prompt_ids) + max(len(piece) for piece in pieces)
-    if context is not None and longest > context:
-        raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus the longest continuation needs {longest} "
-                         f"tokens, more than the model's context of {context}; shorten the prompt")
+    prompt_ids, pieces = scoring_tokens(model, tokenizer, prompt, _checked_candidates(continuations))
     if prefix is not None and prefix.model_id != id(model):
         raise ValueError("this PromptPrefix was computed with another model")
     device = model.device
@@ -204,7 +186,7 @@ def packed_log_likelihood(model, tokenizer, prompt: str, continuations: Sequence
             if reuse < len(prefix):
                 cache.crop(reuse - len(prefix))   # a negative count removes tokens from the end (every 4.x/5.x version)
         rest = torch.tensor([prompt_ids[reuse:]], device=device)
-        cache_arg = _cache_argument(model)
+        cache_arg = cache_argument(model)
         out = model(input_ids=rest, use_cache=True, logits_to_keep=1,
                     position_ids=torch.arange(reuse, n_prompt, device=device)[None],
                     **({cache_arg: cache} if cache is not None else {}))
