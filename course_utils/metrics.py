@@ -220,3 +220,34 @@ def average_recommended_popularity(top_items, item_counts) -> np.ndarray:
     """ARP: mean training interaction count of the recommended items, per user."""
     counts = np.asarray(item_counts, np.float64)
     return counts[_check_lists(top_items, len(counts))].mean(axis=1)
+
+
+# --- popularity bias and concentration -----------------------------------------
+
+def gini(values) -> float:
+    """Gini index of a non-negative vector (e.g. how often each item is recommended).
+
+    0 means every entry is equal (exposure spread evenly); the value approaches 1 as
+    everything concentrates on one entry (exactly ``(n - 1) / n`` for one non-zero
+    entry among ``n``). Computed from the sorted values ``x_1 <= ... <= x_n`` as
+    ``G = 2 * sum_i i * x_i / (n * sum x) - (n + 1) / n``, which equals the mean
+    absolute difference over all ordered pairs divided by twice the mean.
+
+    Example: ``gini([0, 0, 0, 1]) == 0.75`` and ``gini([1, 2, 3]) == 2 / 9``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"gini expects a 1-D vector of counts, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError("gini of an empty vector is undefined: pass at least one value")
+    if not np.isfinite(x).all():
+        raise ValueError("gini expects finite values; got NaN or infinity")
+    if (x < 0).any():
+        raise ValueError(f"gini expects non-negative values (counts), got minimum {x.min()}")
+    total = x.sum()
+    if total == 0:
+        raise ValueError("gini of an all-zero vector is undefined: nothing was counted")
+    n = x.size
+    ordered = np.sort(x)
+    positions = np.arange(1, n + 1, dtype=np.float64)
+    return float(2.0 * (positions * ordered).sum() / (n * total) - (n + 1.0) / n)
