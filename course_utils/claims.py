@@ -78,6 +78,33 @@ def paired_bootstrap_ci(differences, n_boot: int = 2000, level: float = 0.95, se
     return float(low), float(high)
 
 
+def paired_verdict(low: float, high: float, p_value: float, level: float = 0.95) -> str:
+    """One rule for every paired comparison in the course: "better", "worse" or "level".
+
+    An effect counts only when both pieces of evidence agree: the interval of the
+    difference (low, high) excludes zero, and the test's p-value is below
+    1 - level. The percentile bootstrap interval is a little narrower than the
+    t-interval on small samples, so near the edge the two can disagree (an
+    interval just above zero with p = 0.056); such a case is "level", never a
+    win. ``evidence_disagrees`` tells the sentence to say so.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    if low > high:
+        raise ValueError(f"interval low {low} is above high {high}")
+    significant = p_value < 1 - level
+    if significant and low > 0:
+        return "better"
+    if significant and high < 0:
+        return "worse"
+    return "level"
+
+
+def evidence_disagrees(low: float, high: float, p_value: float, level: float = 0.95) -> bool:
+    """True when the interval and the test give different answers on significance."""
+    return (low > 0 or high < 0) != (p_value < 1 - level)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Model A against model B on one per-user metric; ``verdict`` is A's view: better, level or worse."""
@@ -107,7 +134,11 @@ class Comparison:
 
     def sentence(self, digits: int = 4) -> str:
         values = f"{self.metric} {self.mean_a:.{digits}f} against {self.mean_b:.{digits}f}"
-        if self.verdict == "level":
+        if self.verdict == "level" and evidence_disagrees(self.low, self.high, self.p_value, self.level):
+            which = ("the interval excludes zero but the t-test does not reject" if self.p_value >= 1 - self.level
+                     else "the t-test rejects but the interval includes zero")
+            head = f"**{self.a}** and **{self.b}** show no significant difference: a borderline case, {which}"
+        elif self.verdict == "level":
             head = f"**{self.a}** and **{self.b}** show no significant difference"
         else:
             head = f"**{self.a}** is **{self.verdict}** than **{self.b}**"
@@ -131,8 +162,10 @@ def compare_models(per_user_a, per_user_b, a: str = "A", b: str = "B", metric: s
 
     per_user_a, per_user_b: 1-D arrays of a per-user metric (e.g. the second value
     returned by ``evaluate(..., per_user=True)``, indexed by metric name). The
-    verdict is "better"/"worse" only when the bootstrap interval of the mean
-    difference excludes zero; otherwise "level" (no significant difference).
+    verdict follows ``paired_verdict``: "better"/"worse" only when the bootstrap
+    interval of the mean difference excludes zero *and* the paired t-test rejects
+    at the same level; otherwise "level" (no significant difference), and the
+    sentence says so when the two tests disagree.
     """
     x = _as_finite_1d(per_user_a, "per_user_a")
     y = _as_finite_1d(per_user_b, "per_user_b")
@@ -146,7 +179,7 @@ def compare_models(per_user_a, per_user_b, a: str = "A", b: str = "B", metric: s
         p_value = 1.0 if diff[0] == 0 else 0.0  # no variance: the t statistic is undefined
     else:
         p_value = float(stats.ttest_rel(x, y).pvalue)
-    verdict = "better" if low > 0 else "worse" if high < 0 else "level"
+    verdict = paired_verdict(low, high, p_value, level)
     return Comparison(a, b, metric, float(x.mean()), float(y.mean()), float(diff.mean()), low, high, p_value,
                       len(x), level, verdict, unit)
 

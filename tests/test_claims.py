@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from course_utils.claims import (Claim, best_claim, claim, compare_models, compare_table, join_claims,
-                                 paired_bootstrap_ci, seed_spread_claim)
+from course_utils.claims import (Claim, best_claim, claim, compare_models, compare_table, evidence_disagrees,
+                                 join_claims, paired_bootstrap_ci, paired_verdict, seed_spread_claim)
 
 
 def test_claim_returns_the_text_of_the_case_that_held():
@@ -83,3 +83,27 @@ def test_compare_models_names_what_was_paired():
     a, b = np.array([0.5, 0.7, 0.9]), np.array([0.1, 0.2, 0.3])
     assert compare_models(a, b).sentence().endswith("3 users).")
     assert compare_models(a, b, unit="reviews").sentence().endswith("3 reviews).")
+
+
+def test_borderline_case_where_bootstrap_and_t_test_disagree_is_level_and_says_so():
+    # Eight paired differences: the percentile bootstrap interval sits above zero,
+    # the paired t-test does not reject (p = 0.064). One rule: no win.
+    diff = np.array([1.55, 2.28, -2.05, 0.36, 1.51, 1.85, 1.15, 2.0])
+    result = compare_models(diff, np.zeros(8), "A", "B")
+    assert result.low > 0 and result.p_value == pytest.approx(0.0643, abs=1e-3)
+    assert result.verdict == "level"
+    assert "borderline" in result.sentence() and "t-test does not reject" in result.sentence()
+    assert evidence_disagrees(result.low, result.high, result.p_value)
+    assert not evidence_disagrees(0.1, 0.2, 0.01) and not evidence_disagrees(-0.1, 0.2, 0.4)
+
+
+def test_paired_verdict_rule_and_bad_input():
+    assert paired_verdict(0.1, 0.3, 0.01) == "better"
+    assert paired_verdict(-0.3, -0.1, 0.001) == "worse"
+    assert paired_verdict(0.1, 0.3, 0.2) == "level"  # interval alone is not enough
+    assert paired_verdict(-0.1, 0.3, 0.01) == "level"  # test alone is not enough
+    assert paired_verdict(0.1, 0.3, 0.08, level=0.9) == "better"
+    with pytest.raises(ValueError, match="level"):
+        paired_verdict(0.1, 0.3, 0.01, level=1.5)
+    with pytest.raises(ValueError, match="above high"):
+        paired_verdict(0.3, 0.1, 0.01)

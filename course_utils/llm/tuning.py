@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from course_utils.claims import paired_verdict, evidence_disagrees
+
 PREFERENCE_SYSTEM = "You predict whether a user will enjoy a movie."
 EXPLANATION_SYSTEM = "You write the short review a shopper would leave for an item."
 LIKED_RATING = 4  # MovieLens ratings >= 4 count as "liked", as in TALLRec
@@ -467,6 +469,8 @@ class AUCComparison:
                     f", {self.n_pairs} pairs")
         head = (f"**{self.a}** and **{self.b}** show no significant difference" if self.verdict == "level"
                 else f"**{self.a}** is **{self.verdict}** than **{self.b}**")
+        if self.verdict == "level" and evidence_disagrees(self.low, self.high, self.p_value, self.level):
+            head += ": a borderline case, the interval and DeLong's test disagree"
         return f"{head} ({values}; {evidence})."
 
     def _repr_markdown_(self) -> str:
@@ -481,15 +485,17 @@ def compare_auc(labels, scores_a, scores_b, a: str = "A", b: str = "B", n_boot: 
                 level: float = 0.95, seed: int = 0) -> AUCComparison:
     """Paired comparison of two scorers' AUC on the same pairs: a stratified bootstrap CI and DeLong's p.
 
-    The verdict is "better"/"worse" only when the interval excludes zero, else "level".
+    The verdict follows ``claims.paired_verdict``: "better"/"worse" only when the
+    interval excludes zero and DeLong's test rejects, else "level".
     """
     labels, (x, y) = _check_labels_scores(labels, scores_a, scores_b)
     aucs = _bootstrap_aucs(labels, _wins(labels, x) - _wins(labels, y), n_boot, seed)  # same resamples for both
     low, high = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
     auc_a, auc_b = auc(labels, x), auc(labels, y)
-    verdict = "better" if low > 0 else "worse" if high < 0 else "level"
+    p_value = delong_p_value(labels, x, y)
+    verdict = paired_verdict(float(low), float(high), p_value, level)
     return AUCComparison(a, b, auc_a, auc_b, auc_a - auc_b, float(low), float(high),
-                         delong_p_value(labels, x, y), len(labels), level, verdict)
+                         p_value, len(labels), level, verdict)
 
 
 # ---------------------------------------------------------------- a non-LLM baseline
