@@ -251,3 +251,86 @@ def gini(values) -> float:
     ordered = np.sort(x)
     positions = np.arange(1, n + 1, dtype=np.float64)
     return float(2.0 * (positions * ordered).sum() / (n * total) - (n + 1.0) / n)
+
+
+def exposure_counts(top_items, n_items: int) -> np.ndarray:
+    """How many lists each item appears in (length ``n_items``): the input of an exposure Gini."""
+    top_items = _check_lists(top_items, n_items)
+    return np.bincount(top_items.ravel(), minlength=n_items)
+
+
+def exposure_gini(top_items, n_items: int) -> float:
+    """Gini index of how often each catalogue item is recommended (0: all equally, near 1: a few items only).
+
+    Items never recommended count as zero exposure, so a system that shows the
+    same ten items to everyone scores close to 1 on a large catalogue.
+    """
+    return gini(exposure_counts(top_items, n_items))
+
+
+def _head_items(item_counts, head_share: float) -> np.ndarray:
+    counts = np.asarray(item_counts, np.float64)
+    if counts.ndim != 1 or counts.size == 0 or (counts < 0).any() or not np.isfinite(counts).all():
+        raise ValueError("item_counts must be a non-empty 1-D vector of non-negative counts")
+    if not 0 < head_share < 1:
+        raise ValueError(f"head_share must lie strictly between 0 and 1, got {head_share}")
+    n_head = max(1, int(round(head_share * counts.size)))
+    head = np.zeros(counts.size, bool)
+    head[np.argsort(-counts, kind="stable")[:n_head]] = True  # ties: the lower item id enters the head
+    return head
+
+
+def long_tail_share(top_items, item_counts, head_share: float = 0.2) -> np.ndarray:
+    """Per user, the share of recommended items from the long tail.
+
+    The *head* is the ``head_share`` most popular items of the catalogue (by
+    training interactions; 20% by default); everything else is the tail.
+    """
+    head = _head_items(item_counts, head_share)
+    return (~head[_check_lists(top_items, head.size)]).mean(axis=1)
+
+
+def popularity_lift(top_items, profiles, item_counts) -> np.ndarray:
+    """Per user, how much more popular the recommendations are than the user's own history.
+
+    ``(ARP of the list - mean popularity of the profile) / mean popularity of the profile``,
+    a per-user version of Abdollahpouri et al.'s (2021) popularity lift: 0 means the
+    list is as mainstream as the user, +1 means twice as popular. ``profiles`` is a
+    users × items 0/1 matrix (dense or scipy sparse) in the same row order as the lists.
+    """
+    counts = np.asarray(item_counts, np.float64)
+    top_items = _check_lists(top_items, len(counts))
+    profiles = profiles.toarray() if hasattr(profiles, "toarray") else np.asarray(profiles)
+    if profiles.shape != (top_items.shape[0], counts.size):
+        raise ValueError(f"profiles must be users × items = ({top_items.shape[0]}, {counts.size}), "
+                         f"got {profiles.shape}")
+    sizes = (profiles > 0).sum(axis=1)
+    if (sizes == 0).any():
+        raise ValueError(f"{int((sizes == 0).sum())} user(s) have an empty profile; drop them first")
+    profile_pop = ((profiles > 0) * counts).sum(axis=1) / sizes
+    if (profile_pop == 0).any():
+        raise ValueError("a profile holds only items with zero interactions: the lift is undefined")
+    return (counts[top_items].mean(axis=1) - profile_pop) / profile_pop
+
+
+def serendipity(top_items, relevant, expected_items) -> np.ndarray:
+    """Per user, the share of the list that is both relevant and unexpected (Ge et al., 2010).
+
+    An item is *unexpected* when a primitive recommender (e.g. popularity) does
+    not also recommend it to that user: ``expected_items`` holds those primitive
+    lists (users × m item ids). ``relevant`` is a users × items 0/1 matrix (dense or
+    sparse) of the held-out items. Serendipity = |relevant ∩ list \\ expected| / k.
+    """
+    top_items = np.asarray(top_items)
+    relevant = relevant.toarray() if hasattr(relevant, "toarray") else np.asarray(relevant)
+    if relevant.ndim != 2:
+        raise ValueError(f"relevant must be a users × items matrix, got shape {relevant.shape}")
+    top_items = _check_lists(top_items, relevant.shape[1])
+    expected_items = _check_lists(expected_items, relevant.shape[1])
+    if relevant.shape[0] != top_items.shape[0] or expected_items.shape[0] != top_items.shape[0]:
+        raise ValueError(f"one row per user everywhere: lists {top_items.shape[0]}, relevant {relevant.shape[0]}, "
+                         f"expected lists {expected_items.shape[0]}")
+    rows = np.arange(top_items.shape[0])[:, None]
+    hit = relevant[rows, top_items] > 0
+    expected = (top_items[:, :, None] == expected_items[:, None, :]).any(axis=2)
+    return (hit & ~expected).sum(axis=1) / top_items.shape[1]
