@@ -147,11 +147,14 @@ def sample_negatives(forbidden: sp.csr_matrix, n_negatives: int, rng: np.random.
 
 
 def evaluate_sampled(score_fn: ScoreFn, split: Split, stage: str = "test", n_negatives: int = 100,
-                     sampler: str = "uniform", ks=DEFAULT_KS, seed: int = 0, batch_size: int = 256) -> dict:
+                     sampler: str = "uniform", ks=DEFAULT_KS, seed: int = 0, batch_size: int = 256,
+                     per_user: bool = False):
     """Sampled evaluation: each target competes only with ``n_negatives`` sampled items.
 
     ``sampler`` is 'uniform' or 'popularity' (∝ training counts). Common in papers,
-    but Krichene & Rendle (2020) show it can reorder models; lesson 01 shows how.
+    but Krichene & Rendle (2020) show it can reorder models; lessons 01 and 19 show how.
+    Returns the mean metrics (and the per-user arrays as well when ``per_user``, for
+    paired comparisons; the same ``seed`` draws the same negatives for every model).
     """
     if sampler not in {"uniform", "popularity"}:
         raise ValueError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
@@ -172,7 +175,8 @@ def evaluate_sampled(score_fn: ScoreFn, split: Split, stage: str = "test", n_neg
         np.put_along_axis(keep, negatives, True, axis=1)
         ranks = ranks_of_targets(scores, targets[batch], sp.csr_matrix(~keep), tie_order)
         collected.append(summarize_ranks(ranks, keep.sum(axis=1), ks))
-    return _mean({name: np.concatenate([c[name] for c in collected]) for name in collected[0]})
+    values = {name: np.concatenate([c[name] for c in collected]) for name in collected[0]}
+    return (_mean(values), values) if per_user else _mean(values)
 
 
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
