@@ -1,0 +1,142 @@
+"""Cost measurements of lesson 20: hand-computed percentiles, Pareto fronts, energy, FLOPs, memory, scaling."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from course_utils import efficiency as E
+from course_utils.data.splits import History
+
+
+def test_latency_percentiles_on_hand_cases():
+    s = E.latency_summary([1, 2, 3, 4, 5])
+    assert s["p50"] == 3 and s["p95"] == pytest.approx(4.8) and s["mean"] == 3 and s["max"] == 5 and s["n"] == 5
+    # 20 requests of 10 ms and one of 1 s: the median hides the straggler, p95 interpolates towards it.
+    s = E.latency_summary([0.01] * 20 + [1.0])
+    assert s["p50"] == pytest.approx(0.01) and s["p95"] == pytest.approx(0.01) and s["max"] == 1.0
+    s = E.latency_summary([0.01] * 18 + [1.0, 1.0])
+    assert s["p95"] == pytest.approx(1.0)  # 5% of requests at 1 s: p95 = 0.01 + 0.05·19 positions in → 1.0
+    assert E.latency_summary([7.0])["p95"] == 7.0
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, -0.1], [np.nan], [np.inf]])
+def test_latency_refuses_bad_timings(bad):
+    with pytest.raises(ValueError, match="timings|no timings"):
+        E.latency_summary(bad)
+
+
+def test_pareto_front_on_hand_cases():
+    cost = [1.0, 2.0, 3.0, 2.0, 5.0]
+    value = [0.1, 0.3, 0.2, 0.3, 0.4]
+    # A (1, .1) cheapest; B and D tie at (2, .3) and both stay; C (3, .2) beaten by B; E (5, .4) best value.
+    assert E.pareto_front(cost, value).tolist() == [True, True, False, True, True]
+    assert E.pareto_front([1.0, 1.0], [0.5, 0.4]).tolist() == [True, False]  # same cost, lower value: dominated
+    assert E.pareto_front([1.0, np.nan, 0.5], [0.1, 0.9, np.nan]).tolist() == [True, False, False]
+    claim = E.pareto_claim(["A", "B", "C"], [1.0, 2.0, 3.0], [0.1, 0.3, 0.2], "latency (ms)")
+    assert claim.case == ("A", "B") and "C" in claim.text and "2 of 3" in claim.text
+
+
+def test_pareto_refuses_mismatched_inputs():
+    with pytest.raises(ValueError, match="same length|one length"):
+        E.pareto_front([1.0, 2.0], [0.1])
+    with pytest.raises(ValueError, match="names"):
+        E.pareto_claim(["A"], [1.0, 2.0], [0.1, 0.2], "x")
+
+
+def test_energy_arithmetic():
+    e = E.energy_estimate(cpu_seconds=3600, watts_per_core=10, grid_g_per_kwh=400, pue=1.5)
+    assert e["joules"] == pytest.approx(3600 * 10 * 1.5)
+    assert e["kwh"] == pytest.approx(0.015)  # 10 W for an hour is 10 Wh; × 1.5 = 15 Wh
+    assert e["grams_co2e"] == pytest.approx(6.0)
+    text = E.energy_arithmetic("EASE", 3600, 10, 400, 1.5)
+    assert "54000 J" in text and "6.000 g CO2e" in text
+    for kwargs in ({"cpu_seconds": -1}, {"watts_per_core": np.nan}, {"pue": 0.9}):
+        with pytest.raises(ValueError):
+            E.energy_estimate(**{"cpu_seconds": 1, "watts_per_core": 1, "grid_g_per_kwh": 1, **kwargs})
+
+
+def test_flops_of_a_linear_layer_are_2mnk():
+    layer, x = torch.nn.Linear(30, 20, bias=False), torch.randn(8, 30)
+    _, flops = E.count_flops(layer, x)
+    assert flops == 2 * 8 * 30 * 20 == E.matmul_flops(8, 30, 20)
+    _, inverse = E.count_flops(torch.linalg.inv, torch.eye(5) * 2)
+    assert inverse == 0  # the blind spot the lesson mentions
+    with pytest.raises(ValueError, match="positive integer"):
+        E.matmul_flops(0, 3, 4)
+
+
+def test_ease_flops_match_the_flop_counter_on_the_scoring_product():
+    n_users, n_items = 7, 12
+    counts = E.ease_flops(n_users, n_items, history_lengths=np.array([1, 2, 3, 0, 4, 2, 2]))
+    history, B = torch.rand(1, n_items), torch.rand(n_items, n_items)
+    assert E.count_flops(torch.matmul, history, B)[1] == counts["score per user (dense)"]
+    X = torch.rand(n_users, n_items)
+    assert E.count_flops(torch.matmul, X.T, X)[1] == counts["gram (dense)"]
+    assert counts["gram (sparse)"] == 2 * (1 + 4 + 9 + 16 + 4 + 4 + 0)
+    assert counts["score per user (sparse)"] == pytest.approx(2 * 2 * n_items)
+    assert counts["inverse"] == 2 * n_items ** 3
+
+
+def test_memory_tools_see_what_they_should_and_not_the_rest():
+    def numpy_work():
+        a = np.ones(1_000_000)  # 8 MB
+        return float(a.sum())
+
+    def torch_work():
+        a = torch.ones(2_000_000)  # 8 MB
+        b = a * 2  # another 8 MB while a is alive
+        del a
+        return float(b.sum())
+
+    assert E.tracemalloc_peak(numpy_work)[1] >= 8_000_000
+    assert E.tracemalloc_peak(torch_work)[1] < 1_000_000  # torch allocates outside Python: invisible
+    assert 16_000_000 <= E.torch_profiler_peak(torch_work)[1] < 17_000_000
+    assert E.torch_profiler_peak(numpy_work)[1] < 1_000_000
+    assert E.memory_events_peak([(2, -5), (1, 10), (3, 4)]) == 10
+    assert E.memory_events_peak([]) == 0
+
+
+def test_serving_helpers_time_every_user():
+    X = sp.csr_matrix(np.eye(4, 6, dtype=np.float32))
+    history = History(X, [np.array([u]) for u in range(4)])
+    score = lambda users, h: np.tile(np.arange(6, dtype=np.float32), (len(users), 1))
+    seconds = E.single_user_latencies(score, np.arange(4), history, k=2)
+    assert seconds.shape == (4,) and (seconds > 0).all()
+    out = E.batched_throughput(score, np.arange(4), history, batch_size=3, k=2)
+    assert out["users_per_second"] == pytest.approx(4 / out["seconds"])
+    assert E._serve(score, np.array([3]), history, 2).tolist() == [[5, 4]]
+    assert E._serve(score, np.array([0]), History(sp.csr_matrix(np.eye(1, 6, 5, dtype=np.float32)), [[5]]),
+                    2).tolist() == [[4, 3]]  # the history item 5 is hidden
+    with pytest.raises(ValueError, match="users"):
+        E.single_user_latencies(score, np.array([]), history)
+    with pytest.raises(ValueError, match="positive"):
+        E.batched_throughput(score, np.arange(4), history, batch_size=0)
+    t = E.timed(sum, [1, 2])
+    assert t.result == 3 and t.wall_seconds >= 0 and t.cpu_seconds >= 0
+
+
+def test_power_law_fit_recovers_the_exponent():
+    sizes = np.array([100, 200, 400, 800])
+    exponent, prefactor = E.fit_power_law(sizes, 3e-9 * sizes ** 3)
+    assert exponent == pytest.approx(3.0) and prefactor == pytest.approx(3e-9)
+    assert E.scaling_claim("EASE", 2.9, 3, "n").case == "as theory"
+    assert E.scaling_claim("EASE", 2.0, 3, "n").case == "below"
+    assert E.scaling_claim("EASE", 4.0, 3, "n").case == "above"
+    with pytest.raises(ValueError, match="positive"):
+        E.fit_power_law([1, 2], [0.0, 1.0])
+    with pytest.raises(ValueError, match="two different sizes"):
+        E.fit_power_law([3, 3], [1.0, 2.0])
+
+
+def test_synthetic_growth():
+    X = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 1]], dtype=np.float32))
+    grown = E.grow_catalogue(X, 3, keep=1.0)
+    assert grown.shape == (2, 9) and (grown.toarray() == np.tile(X.toarray(), 3)).all()
+    thinned = E.grow_catalogue(X, 2, keep=0.5, seed=1)
+    assert (thinned[:, :3] != X).nnz == 0 and thinned[:, 3:].nnz <= X.nnz  # the original, then a thinned copy
+    with pytest.raises(ValueError, match="factor"):
+        E.grow_catalogue(X, 0)
+    seqs = E.extend_sequences([np.array([1, 2, 3]), np.array([4])], 7)
+    assert seqs.shape == (2, 7) and set(seqs[1]) == {4} and set(seqs[0]) == {1, 2, 3}
+    with pytest.raises(ValueError, match="empty"):
+        E.extend_sequences([np.array([], dtype=int)], 3)
