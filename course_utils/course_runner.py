@@ -178,8 +178,11 @@ def main(argv=None) -> int:
     with atomic_write(build / "timings.md", "w") as handle:
         handle.write(timings_markdown(merged) + benchmark_sections(build / "timings.md"))
     with atomic_write(build / "results.md", "w") as handle:
-        handle.write("# Leaderboard\n\nOne row per model run, as logged by the lessons. Full mode is where results "
-                     "are meant to be good; FAST mode only shows each lesson's point quickly.\n")
+        handle.write("# Leaderboard\n\nOne row per model, dataset, protocol and mode (seeds averaged), from the lesson "
+                     "that owns the model: the first lesson that logs it. Later lessons that log it again, e.g. as a "
+                     "baseline, are listed in its `also logged by` cell (same or differs) and in the reruns section. "
+                     "Full mode is where results are meant to be good; FAST mode only shows each lesson's point "
+                     "quickly.\n")
         for name in ("full", "FAST"):
             log = build / f"results-{name.lower()}.jsonl"
             if log.exists():

@@ -255,21 +255,73 @@ def results_markdown(frame: pd.DataFrame, metric: str = "NDCG@10") -> str:
     """
     if frame.empty:
         return "_No results logged yet._\n"
-    board = aggregate_seeds(frame, metric)
+    board, reruns = owner_rows(aggregate_seeds(frame, metric), metric)
     ranked = board[board[metric].notna()] if metric in board.columns else board.iloc[:0]
     other = board.drop(ranked.index)
     parts = []
     if not ranked.empty:
         metric_first = [*TABLE_COLUMNS[3:5], *([metric] if metric not in TABLE_COLUMNS else [])]
-        columns = [*TABLE_COLUMNS[:3], *metric_first, f"{metric} sd", "n_seeds", *TABLE_COLUMNS[5:], "notes"]
+        columns = [*TABLE_COLUMNS[:3], *metric_first, f"{metric} sd", "n_seeds", *TABLE_COLUMNS[5:], "also logged by",
+                   "notes"]
         ordered = ranked.assign(_neg=-ranked[metric]).sort_values(["dataset", "protocol", "_neg"])
         parts.append(_table(ordered, columns))
     for (dataset, protocol), group in other.groupby(["dataset", "protocol"], sort=True):
         measures = [c for c in _metric_columns(group) if c not in {"train_seconds", "n_seeds"}
                     and not c.endswith(" sd") and group[c].notna().any()]
-        columns = ["model", *measures, "n_seeds", *TABLE_COLUMNS[5:], "notes"]
+        columns = ["model", *measures, "n_seeds", *TABLE_COLUMNS[5:], "also logged by", "notes"]
         parts.append(f"**{dataset}, {protocol}**\n\n" + _table(group.sort_values("model"), columns))
+    if not reruns.empty:
+        columns = ["model", "dataset", "protocol", *([metric] if metric in reruns.columns else []), "n_seeds",
+                   "lesson", "mode", "notes"]
+        parts.append(f"<details><summary>Reruns by later lessons ({len(reruns)} rows): the same model, dataset, "
+                     "protocol and mode logged again, e.g. as a baseline</summary>\n\n"
+                     + _table(reruns.sort_values(["dataset", "protocol", "model", "lesson"]), columns)
+                     + "\n</details>\n")
     return "\n".join(parts)
+
+
+OWNER_KEY = ("model", "dataset", "protocol", "mode")
+
+
+def owner_rows(board: pd.DataFrame, metric: str = "NDCG@10", tolerance: float = 1e-4):
+    """Split seed-averaged rows into one row per model, dataset, protocol and mode, and the reruns.
+
+    Several lessons log the same baseline (EASE, Popularity) on the same protocol.
+    The row kept is the one from the lesson that owns the model: the first lesson,
+    in course order, that logs it. Its ``also logged by`` cell lists the other
+    lessons and says whether their ``metric`` (or, for a table without it, every
+    measure they share) reproduced the owner's within ``tolerance``, so a rerun
+    that drifted is visible instead of hidden. Returns (owners, reruns).
+    """
+    if board.empty:
+        return board.assign(**{"also logged by": ""}), board
+    missing = [c for c in (*OWNER_KEY, "lesson") if c not in board.columns]
+    if missing:
+        raise ValueError(f"rows need the columns {missing} to find each model's owner")
+    ordered = board.assign(_lesson=board["lesson"].astype(str)).sort_values("_lesson", kind="stable")
+    key = list(OWNER_KEY)
+    is_rerun = ordered.duplicated(key, keep="first")
+    owners, reruns = ordered[~is_rerun].copy(), ordered[is_rerun]
+    measures = [c for c in _metric_columns(board) if c not in {"train_seconds", "n_seeds"} and not c.endswith(" sd")]
+    also = {}
+    for values, group in reruns.groupby(key, sort=False, dropna=False):
+        owner = owners.loc[(owners[key] == pd.Series(values, index=key)).all(axis=1)].iloc[0]
+        compared = [metric] if pd.notna(owner.get(metric)) else [m for m in measures if pd.notna(owner.get(m))]
+        cells = []
+        for _, rerun in group.iterrows():
+            gaps = [abs(rerun[m] - owner[m]) for m in compared if pd.notna(rerun.get(m))]
+            same = bool(gaps) and max(gaps) <= tolerance
+            cells.append(f"{_short_lesson(rerun['lesson'])} ({'same' if same else 'differs'})")
+        also[owner.name] = ", ".join(cells)
+    owners["also logged by"] = [also.get(i, "") for i in owners.index]
+    return owners.drop(columns="_lesson"), reruns.drop(columns="_lesson")
+
+
+def _short_lesson(lesson) -> str:
+    """'03_autoregressive' -> '03'; anything else as it is."""
+    text = str(lesson)
+    head = text.split("_", 1)[0]
+    return head if head.isdigit() else text
 
 
 def _table(rows: pd.DataFrame, columns: list[str]) -> str:

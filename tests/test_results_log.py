@@ -172,3 +172,33 @@ def test_results_markdown_gives_other_measures_their_own_tables_and_shows_notes(
     assert "NDCG" not in auc.split("**fashion-shop")[0] and "category_acc" not in auc.split("**ml-100k")[0]
     generation = table[table.index("**fashion-shop, generation**"):]
     assert "| UNet | 0.4800 | 148.7000 |" in generation or "| UNet | 148.7000 | 0.4800 |" in generation
+
+
+def test_each_model_gets_one_row_from_the_lesson_that_owns_it(tmp_path):
+    path = tmp_path / "r.jsonl"
+    base = {**COMMON}
+    log_result("EASE", {"NDCG@10": 0.0711}, path=path, **{**base, "lesson": "03_autoregressive"})
+    log_result("EASE", {"NDCG@10": 0.0711}, path=path, **{**base, "lesson": "01_baselines"})
+    log_result("EASE", {"NDCG@10": 0.0650}, path=path, **{**base, "lesson": "05_diffusion"})  # a drifted rerun
+    log_result("EASE", {"NDCG@10": 0.0500}, path=path, **{**base, "lesson": "07", "protocol": "sampled"})
+    log_result("Judge", {"accuracy": 0.8}, path=path, **{**base, "lesson": "17", "protocol": "judge"})
+    log_result("Judge", {"accuracy": 0.8}, path=path, **{**base, "lesson": "18", "protocol": "judge"})
+    table = results_markdown(load_results(path))
+    main, details = table.split("<details>")
+    owner_lines = [line for line in main.splitlines() if line.startswith("| EASE | ml-100k | loo |")]
+    assert len(owner_lines) == 1 and "| 01_baselines |" in owner_lines[0]
+    assert "03 (same), 05 (differs)" in owner_lines[0]
+    assert "| EASE | ml-100k | sampled |" in main  # another protocol is another row
+    assert "18 (same)" in main.split("**ml-100k, judge**")[1]
+    assert "Reruns by later lessons (3 rows)" in details
+    assert "| EASE | ml-100k | loo | 0.0650 | 1 | 05_diffusion |" in details
+
+
+def test_owner_rows_needs_the_key_columns():
+    import pandas as pd
+
+    from course_utils.results import owner_rows
+    with pytest.raises(ValueError, match="lesson"):
+        owner_rows(pd.DataFrame({"model": ["EASE"], "dataset": ["d"], "protocol": ["p"], "mode": ["full"]}))
+    owners, reruns = owner_rows(pd.DataFrame())
+    assert owners.empty and reruns.empty
