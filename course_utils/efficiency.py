@@ -357,3 +357,155 @@ def scaling_claim(what: str, exponent: float, theory: float, size_name: str, tol
                      "at these sizes, terms of lower order (and fixed overheads) still dominate the cost.", "below")
     return Claim(f"{what} grows as {size_name}^{exponent:.2f}, **above** the theoretical exponent {theory:g}: "
                  "something beyond the arithmetic grows too (memory traffic, caches, a busy machine).", "above")
+
+
+# --- one row of the cost table ---------------------------------------------------------------
+
+def profile_recommender(name: str, model, split, train: Timed, n_single: int = 50, batch_size: int = 256,
+                        k: int = 10, seed: int = 0, flops_per_user: float | None = None) -> tuple[dict, np.ndarray]:
+    """Every cost of one fitted course model, and its per-user test NDCG@10 (course protocol).
+
+    ``train`` is the :class:`Timed` fit. Latency: ``n_single`` random users served one at a time;
+    throughput: every user in batches of ``batch_size``; memory and FLOPs: ``model.score`` on one batch.
+    ``flops_per_user`` overrides the counter (for numpy/scipy models, whose FLOPs it cannot see).
+    """
+    from course_utils.evaluation import evaluate
+
+    history = split.history("test")
+    rng = np.random.default_rng(seed)
+    users = np.arange(split.n_users)
+    single = latency_summary(single_user_latencies(model.score, rng.choice(users, n_single, replace=False),
+                                                   history, k))
+    serve_all = timed(batched_throughput, model.score, users, history, batch_size, k)
+    batch = users[:batch_size]
+    _, py_peak = tracemalloc_peak(model.score, batch, history)  # the model's own scoring, without the top-k
+    _, torch_peak = torch_profiler_peak(model.score, batch, history)
+    if flops_per_user is None:
+        _, counted = count_flops(model.score, batch, history)
+        flops_per_user = counted / len(batch) if counted else float("nan")
+    _, per_user = evaluate(model.score, split, "test", per_user=True)
+    params = getattr(model, "n_params", None)
+    row = {"model": name, "params": np.nan if params is None else int(params),
+           "train wall s": train.wall_seconds, "train CPU s": train.cpu_seconds,
+           "p50 ms (1 user)": 1e3 * single["p50"], "p95 ms (1 user)": 1e3 * single["p95"],
+           "ms per user (batched)": 1e3 * serve_all.result["seconds_per_user"],
+           "users/s (batched)": serve_all.result["users_per_second"], "serve CPU s (all users)": serve_all.cpu_seconds,
+           "peak MB tracemalloc": py_peak / 1e6, "peak MB torch": torch_peak / 1e6,
+           "MFLOP per user": flops_per_user / 1e6, "NDCG@10": float(per_user["NDCG@10"].mean())}
+    return row, per_user["NDCG@10"]
+
+
+def sasrec_length_costs(sequences, n_items: int, lengths, batch_size: int = 64, repeats: int = 3, dim: int = 64,
+                        device: str = "cpu", seed: int = 0) -> list[dict]:
+    """Seconds of one SASRec training step and of scoring one batch, and their FLOPs, per history length L.
+
+    Histories are ``extend_sequences`` of the real ones (synthetic, long enough for every L); the
+    model is the course's SASRec (full-softmax loss) with random weights: cost does not depend on them.
+    Times are the best of ``repeats`` (on CUDA, after a synchronise).
+    """
+    import torch
+
+    from course_utils.models.sequential import SASRec
+
+    sync = torch_sync(device)
+    rng = np.random.default_rng(seed)
+    users = rng.choice(len(sequences), batch_size, replace=len(sequences) < batch_size)
+    out = []
+    for length in lengths:
+        model = SASRec(max_len=int(length), dim=dim, dropout=0.0, seed=seed, device=device)
+        model.n_items_ = n_items
+        model.net_ = model._build(n_items).to(model.device)
+        rows = torch.as_tensor(extend_sequences([sequences[u] for u in users], int(length) + 1, seed) + 1,
+                               device=model.device)
+        optimizer = torch.optim.Adam(model.net_.parameters(), lr=1e-3)
+
+        def step():
+            loss = model._batch_loss(rows, torch.as_tensor(users, device=model.device), rng)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            sync()
+
+        def infer():
+            model._next_logits(rows[:, 1:].cpu().numpy())
+            sync()
+
+        step()  # warm-up
+        train_s = min(timed(step).wall_seconds for _ in range(repeats))
+        infer_s = min(timed(infer).wall_seconds for _ in range(repeats))
+        model.net_.train()
+        _, train_flops = count_flops(lambda: model._batch_loss(rows, torch.as_tensor(users, device=model.device),
+                                                               rng).backward())
+        _, infer_flops = count_flops(infer)
+        attention = attention_flops(batch_size, int(length), dim, model.n_blocks)
+        out.append({"L": int(length), "train step s": train_s, "score batch s": infer_s,
+                    "counted train GFLOP": train_flops / 1e9, "counted score GFLOP": infer_flops / 1e9,
+                    "attention GFLOP (analytic, forward)": attention / 1e9})
+    return out
+
+
+def torch_sync(device: str):
+    """A function that waits for the device's queued work (a no-op on the CPU)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def resize_catalogue(X: sp.csr_matrix, n_items: int, seed: int = 0) -> sp.csr_matrix:
+    """A catalogue of ``n_items`` items: a random subset of the real items when smaller, else
+    :func:`grow_catalogue` cut to size (the real items first, then perturbed copies)."""
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items <= 0:
+        raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
+    X = sp.csr_matrix(X)
+    if n_items <= X.shape[1]:
+        keep = np.sort(np.random.default_rng(seed).choice(X.shape[1], n_items, replace=False))
+        return X[:, keep]
+    return grow_catalogue(X, int(np.ceil(n_items / X.shape[1])), seed=seed)[:, :n_items]
+
+
+def attention_flops(batch: int, length: int, dim: int, n_blocks: int) -> float:
+    """Forward FLOPs of the attention products of ``n_blocks`` blocks: QKᵀ and weights·V, 2·L²·d each per sequence."""
+    return float(n_blocks) * 2 * matmul_flops(int(batch) * int(length), int(dim), int(length))
+
+
+def ease_size_costs(X: sp.csr_matrix, sizes, l2: float = 500.0, n_score: int = 256, seed: int = 0) -> list[dict]:
+    """Seconds to fit EASE and to score ``n_score`` users on catalogues of each size in ``sizes`` (resize_catalogue)."""
+    from course_utils.models.baselines import EASE
+
+    out = []
+    for size in sizes:
+        resized = resize_catalogue(X, int(size), seed=seed)
+        fit = timed(EASE(l2).fit, resized)
+        users = np.arange(min(n_score, resized.shape[0]))
+        score = timed(fit.result.score, users, History(resized, []))
+        out.append({"items": resized.shape[1], "interactions": resized.nnz, "fit s": fit.wall_seconds,
+                    "score s": score.wall_seconds,
+                    "inverse GFLOP (analytic)": ease_flops(resized.shape[0], resized.shape[1])["inverse"] / 1e9})
+    return out
+
+
+# --- pretrained text models ------------------------------------------------------------------
+
+def encoder_query_costs(encoder, texts, batch_size: int = 64, warmup: int = 2) -> dict:
+    """Per-query cost of a sentence encoder (one forward pass per user's history text).
+
+    Single: each text encoded alone (p50/p95). Batched: all texts in batches of ``batch_size``.
+    FLOPs and torch peak memory: one text. The dot product with the item vectors (n_items × dim) is
+    not included: 2·n_items·dim FLOPs, negligible next to the encoder.
+    """
+    texts = [str(t) for t in texts]
+    if not texts or not all(t.strip() for t in texts):
+        raise ValueError("texts must be a non-empty list of non-empty strings")
+    encode = lambda batch: encoder.encode(batch, batch_size=batch_size, convert_to_numpy=True,
+                                          normalize_embeddings=True, show_progress_bar=False)
+    for text in texts[:warmup]:
+        encode([text])
+    single = [timed(encode, [t]).wall_seconds for t in texts]
+    batched = timed(encode, texts)
+    _, flops = count_flops(encode, texts[:1])
+    _, peak = torch_profiler_peak(encode, texts[:1])
+    return {"single": latency_summary(single), "users_per_second": len(texts) / batched.wall_seconds,
+            "seconds_per_user": batched.wall_seconds / len(texts), "flops": flops, "peak_bytes": peak,
+            "params": int(sum(p.numel() for p in encoder.parameters()))}

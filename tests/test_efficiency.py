@@ -140,3 +140,13 @@ def test_synthetic_growth():
     assert seqs.shape == (2, 7) and set(seqs[1]) == {4} and set(seqs[0]) == {1, 2, 3}
     with pytest.raises(ValueError, match="empty"):
         E.extend_sequences([np.array([], dtype=int)], 3)
+
+
+def test_resize_and_attention_flops():
+    X = sp.csr_matrix(np.eye(5, 10, dtype=np.float32))
+    assert E.resize_catalogue(X, 4).shape == (5, 4) and E.resize_catalogue(X, 25).shape == (5, 25)
+    with pytest.raises(ValueError, match="n_items"):
+        E.resize_catalogue(X, 0)
+    q = torch.randn(3, 7, 16)
+    manual = E.count_flops(lambda: torch.softmax(q @ q.transpose(1, 2), -1) @ q)[1]
+    assert manual == E.attention_flops(3, 7, 16, n_blocks=1)  # the counter sees bmm, so the formula is checkable
