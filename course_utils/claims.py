@@ -230,6 +230,38 @@ def best_claim(values: pd.Series | dict, metric: str = "NDCG@10", higher_is_bett
     return Claim(text + ".", str(best))
 
 
+CORRECTIONS = ("holm", "bonferroni")
+
+
+def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
+    """p-values adjusted for multiple comparisons, in the input order (compare each with the usual level).
+
+    ``"bonferroni"`` multiplies each by the number of tests m; ``"holm"`` (Holm, 1979)
+    multiplies the i-th smallest by m - i + 1 and keeps the sequence non-decreasing.
+    Both bound the chance of any false "significant" among the m tests by the level;
+    Holm never rejects less than Bonferroni. Equal to statsmodels' ``multipletests``.
+
+    >>> adjust_p_values([0.01, 0.015, 0.03, 0.2], "holm").round(3).tolist()
+    [0.04, 0.045, 0.06, 0.2]
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"method must be one of {CORRECTIONS}, got {method!r}")
+    p = _as_finite_1d(p_values, "p_values")
+    if len(p) < 2:
+        raise ValueError(f"a multiple-comparison correction needs at least 2 p-values (2 comparisons), got {len(p)}: "
+                         "one comparison needs no correction")
+    if (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p-values must lie in [0, 1], got range [{p.min()}, {p.max()}]")
+    m = len(p)
+    if method == "bonferroni":
+        return np.minimum(1.0, p * m)
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    adjusted = np.empty(m)
+    adjusted[order] = stepped
+    return adjusted
+
+
 def _as_finite_1d(values, name: str) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=np.float64)
