@@ -194,9 +194,9 @@ def rank_reversals(full: dict[str, np.ndarray], sampled: dict[str, np.ndarray], 
 
 def _pair_text(row, pair, full_metric: str, sampled_metric: str) -> str:
     a, b = pair
-    return (f"**{a}** vs **{b}**: full-ranking {full_metric} {row['full A']:.4f} against {row['full B']:.4f} "
+    return (f"**{a}** vs **{b}**: {full_metric} {row['full A']:.4f} against {row['full B']:.4f} "
             f"(difference {row['full A - B']:+.4f}, 95% CI {row['full CI low']:+.4f} to {row['full CI high']:+.4f}, "
-            f"{row['full verdict']}), sampled {sampled_metric} {row['sampled A']:.3f} against {row['sampled B']:.3f} "
+            f"{row['full verdict']}), {sampled_metric} {row['sampled A']:.3f} against {row['sampled B']:.3f} "
             f"(difference {row['sampled A - B']:+.3f}, 95% CI {row['sampled CI low']:+.3f} to "
             f"{row['sampled CI high']:+.3f}, {row['sampled verdict']})")
 
@@ -267,6 +267,10 @@ GENRE_WORDS = {  # a paraphrase names the genre without its label
     "Thriller": "suspenseful", "War": "set on the battlefield", "Western": "set on the American frontier"}
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[0].lower() in 'aeiou' else 'a'} {word}"
+
+
 def explanation_cases(items: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     """Crafted explanations for ``n`` movies: a reference, a fluent WRONG one, a correct paraphrase.
 
@@ -291,10 +295,10 @@ def explanation_cases(items: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFram
     rows = []
     for title, genres in zip(chosen["title"], chosen["genres"]):
         true = next(g for g in genres if g in GENRE_WORDS)
-        wrong = rng.choice([g for g in labels if g not in genres])
-        rows.append({"title": title, "genre": true, "wrong genre": wrong,
-                     "reference": f"We recommend {title} because it is a {true} film, and you enjoy {true} films.",
-                     "fluent but wrong": f"We recommend {title} because it is a {wrong} film, and you enjoy "
+        wrong = str(rng.choice([g for g in labels if g not in genres]))
+        rows.append({"title": title, "genres": list(genres), "genre": true, "wrong genre": wrong,
+                     "reference": f"We recommend {title} because it is {_a(true)} movie, and you enjoy {true} films.",
+                     "fluent but wrong": f"We recommend {title} because it is {_a(wrong)} movie, and you enjoy "
                                          f"{wrong} films.",
                      "correct paraphrase": f"Since you like movies that are {GENRE_WORDS[true]}, {title} should "
                                            "suit your taste."})

@@ -171,7 +171,12 @@ def test_explanation_cases_change_only_the_genre_in_the_wrong_one():
     cases = OE.explanation_cases(items, 3, seed=0)
     for _, row in cases.iterrows():
         assert row["wrong genre"] not in items.set_index("title").loc[row["title"], "genres"]
-        assert row["fluent but wrong"] == row["reference"].replace(row["genre"], row["wrong genre"])
+        ref, wrong = row["reference"].split(), row["fluent but wrong"].split()
+        changed = [(a, b) for a, b in zip(ref, wrong) if a != b]
+        assert len(ref) == len(wrong) and 2 <= len(changed) <= 3           # the genre twice, maybe its article
+        assert {a for a, _ in changed} <= {row["genre"], "a", "an"}
+        assert {b for _, b in changed} <= {row["wrong genre"], "a", "an"}
+        assert row["genres"] == items.set_index("title").loc[row["title"], "genres"]
         assert row["genre"] not in row["correct paraphrase"] and row["title"] in row["correct paraphrase"]
     with pytest.raises(ValueError, match="only 3 movies"):
         OE.explanation_cases(items, 4)
@@ -201,3 +206,59 @@ def test_benchmarks_and_dataset_statistics():
     assert stats["consecutive ratings in the same second"] == pytest.approx(0.5)   # user 0: gap 0; user 1: gap 1
     with pytest.raises(ValueError, match="top_share"):
         OE.dataset_statistics(frame, top_share=1.0)
+
+
+@pytest.mark.parametrize("fit, settings", [
+    (OE.fit_sasrec, dict(max_len=4, dim=8, n_epochs=2, batch_size=4)),
+    (OE.fit_multvae, dict(hidden_dims=(8,), latent_dim=4, n_epochs=2, batch_size=4)),
+])
+def test_cached_fits_train_once_then_load_the_same_weights(fit, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    split = leave_one_out_split(_ratings(n_users=10, n_items=15, per_user=8))
+    first = fit(split, seed=3, **settings)
+    second = fit(split, seed=3, **settings)
+    assert (first.cache_source_, second.cache_source_) == ("trained", "cache")
+    users = np.arange(split.n_users)
+    assert np.allclose(first.score(users, split.history("test")), second.score(users, split.history("test")), atol=1e-6)
+    assert second.fit_seconds_ == pytest.approx(first.fit_seconds_)
+    assert fit(split, seed=4, **settings).cache_source_ == "trained"     # another seed is another model
+
+
+# --- claims.adjust_p_values (added for lesson 19) -------------------------------------------------
+
+def test_adjust_p_values_hand_computed():
+    from course_utils.claims import adjust_p_values
+
+    p = [0.01, 0.015, 0.03, 0.2]
+    assert adjust_p_values(p, "bonferroni") == pytest.approx([0.04, 0.06, 0.12, 0.8])
+    assert adjust_p_values(p, "holm") == pytest.approx([0.04, 0.045, 0.06, 0.2])
+    # input order is kept: 0.02 is the smallest (x 3 = 0.06), then 0.03 (x 2 = 0.06), then 0.5 (x 1)
+    assert adjust_p_values([0.03, 0.02, 0.5], "holm") == pytest.approx([0.06, 0.06, 0.5])
+    assert adjust_p_values([0.5, 0.9], "bonferroni") == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("method", ["holm", "bonferroni"])
+def test_adjust_p_values_equals_statsmodels(method):
+    from statsmodels.stats.multitest import multipletests
+
+    from course_utils.claims import adjust_p_values
+
+    rng = np.random.default_rng(0)
+    for size in [2, 5, 28]:
+        p = np.concatenate([rng.random(size - 2) ** 3, [0.2, 0.2]])        # with a tie
+        assert np.allclose(adjust_p_values(p, method), multipletests(p, method=method)[1])
+
+
+def test_adjust_p_values_bad_input():
+    from course_utils.claims import adjust_p_values
+
+    with pytest.raises(ValueError, match="at least 2 p-values"):
+        adjust_p_values([0.01])                      # a single comparison (two models) needs no correction
+    with pytest.raises(ValueError, match="non-empty"):
+        adjust_p_values([])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_p_values([0.2, 1.5])
+    with pytest.raises(ValueError, match="method"):
+        adjust_p_values([0.1, 0.2], "fdr")
+    with pytest.raises(ValueError, match="NaN"):
+        adjust_p_values([0.1, np.nan])
