@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from course_utils.data.fashion_mnist import CLASS_NAMES
 from course_utils.data.fashion_shop import ASPECT_STARTS, ASPECTS, NOUN, PATTERNS, TONES
@@ -110,7 +111,8 @@ def aspect_agreement(shop, users, slates, picks) -> pd.DataFrame:
 
     Ties count as agreement (any of the best items), so chance is the mean share of the slate
     that is best; the binomial test uses that mean chance. Rows: the full utility, then
-    each aspect; columns: agreement, chance, excess, p (two-sided binomial test), slates.
+    each aspect; columns: agreement, chance, excess, p (two-sided binomial test), slates, and
+    for the aspects the Holm-corrected p.
     """
     users, slates, picks = np.asarray(users), np.asarray(slates), np.asarray(picks)
     if picks.shape != (len(slates),) or ((picks < 0) | (picks >= slates.shape[1])).any():
@@ -124,4 +126,8 @@ def aspect_agreement(shop, users, slates, picks) -> pd.DataFrame:
         p = stats.binomtest(int(hit.sum()), len(hit), min(max(chance, 1e-9), 1 - 1e-9)).pvalue
         rows[name] = {"agreement": hit.mean(), "chance": chance, "excess": hit.mean() - chance, "p": p,
                       "slates": len(hit)}
-    return pd.DataFrame(rows).T.astype({"slates": int})
+    table = pd.DataFrame(rows).T.astype({"slates": int})
+    # Five aspects are tested at once: Holm's correction keeps the chance of any false "follows" at 5%.
+    table["p (Holm)"] = np.nan
+    table.loc[list(ASPECTS), "p (Holm)"] = multipletests(table.loc[list(ASPECTS), "p"].astype(float), method="holm")[1]
+    return table

@@ -51,6 +51,11 @@ def test_aspect_agreement_hand_case(shop):
     wrong = (truth + 1) % 4
     assert agents.aspect_agreement(shop, users, slates, wrong).loc["full utility", "agreement"] == 0.0
     assert list(table.index) == ["full utility", "category", "tone", "pattern", "price", "popularity"]
+    raw = table.loc[["category", "tone", "pattern", "price", "popularity"], "p"].to_numpy(float)
+    order = np.argsort(raw)   # Holm by hand: sorted p times (5, 4, 3, ...), running maximum, capped at 1
+    holm = np.minimum(1, np.maximum.accumulate(raw[order] * np.arange(5, 0, -1)))
+    assert table.loc[["category", "tone", "pattern", "price", "popularity"], "p (Holm)"].to_numpy(float)[order] \
+        == pytest.approx(holm)
     with pytest.raises(ValueError, match="one position"):
         agents.aspect_agreement(shop, users, slates, truth[:5])
     with pytest.raises(ValueError, match="one position"):
