@@ -182,7 +182,8 @@ def test_rank_agreement():
 # ---------------------------------------------------------------- explanations on the shop
 def test_explanation_prompt_and_retrieval():
     with_reviews = rag.explanation_messages("Dark plain dress by Umber", ["Nice.", "Too dark."], "price $40.00")
-    assert "[R1] Nice.\n[R2] Too dark." in with_reviews[-1]["content"] and "Facts: price $40.00." in with_reviews[-1]["content"]
+    content = with_reviews[-1]["content"]
+    assert "[R1] Nice.\n[R2] Too dark." in content and "Facts: price $40.00." in content
     title_only = rag.explanation_messages("Dark plain dress by Umber")
     assert "[R" not in title_only[-1]["content"] and title_only[0] == with_reviews[0]   # the same instruction
     with pytest.raises(ValueError):

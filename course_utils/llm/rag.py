@@ -221,7 +221,11 @@ def review_block(reviews: Sequence[str]) -> str:
 
 
 def product_facts(item) -> str:
-    """The catalogue's facts of one product row: "category T-shirt; tone dark; pattern plain; brand Umber; price $27.99"."""
+    """The catalogue's facts of one product row.
+
+    >>> product_facts({"category": "Dress", "tone": "dark", "pattern": "plain", "brand": "Umber", "price": 27.99})
+    'category dress; tone dark; pattern plain; brand Umber; price $27.99'
+    """
     from course_utils.data.fashion_shop import NOUN
 
     return (f"category {NOUN.get(item['category'], item['category'])}; tone {item['tone']}; pattern {item['pattern']}; "
