@@ -16,7 +16,10 @@ Every helper measures one thing and says what it cannot see:
   :func:`ease_flops` the analytic count for EASE;
 * :func:`energy_estimate` — energy and CO2 from CPU seconds under *stated assumptions*;
 * :func:`pareto_front`, :func:`pareto_claim` — which models no other model beats on both cost and accuracy;
-* :func:`fit_power_law`, :func:`grow_catalogue`, :func:`extend_sequences` — how cost scales.
+* :func:`fit_power_law`, :func:`resize_catalogue`, :func:`extend_sequences`, :func:`ease_size_costs`,
+  :func:`sasrec_length_costs` — how cost scales with the catalogue and the history length;
+* :func:`profile_recommender` — all of the above for one fitted course model, as one table row;
+  :func:`encoder_query_costs` the same for a sentence encoder serving text queries.
 """
 from __future__ import annotations
 
