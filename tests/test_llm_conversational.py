@@ -82,6 +82,9 @@ def test_critiques_become_constraints_relative_to_the_shown_items():
     assert cv.parse_utterance("a dress under $35 from Umber", [], items).constraints == \
         {"category": "Dress", "brand": "Umber", "max_price": 35.0}
     assert cv.parse_utterance("a T-shirt", [], items).constraints == {"category": "T-shirt/top"}
+    assert cv.parse_utterance("a light-coloured shirt", [], items).constraints == {"category": "Shirt", "tone": "light"}
+    # several values of one attribute: ambiguous, so nothing is set for it
+    assert cv.parse_utterance("light, mid-tone or dark coat? Miro or Umber", [], items).constraints == {"category": "Coat"}
 
 
 def test_accept_quit_and_questions():

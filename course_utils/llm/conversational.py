@@ -5,7 +5,7 @@ split it: a *dialogue manager* decides what to do next, and *tools* do it.
 
 * :class:`ShopTools`: ``search_catalogue(query, filters)`` (MiniLM dense retrieval over the item
   documents, then attribute filters), ``recommend(user, constraints)`` (a collaborative-filtering
-  score row, e.g. EASE on the user's purchases, inside the constraints), ``item_info(item_id,
+  score row, e.g. item-kNN or EASE on the user's purchases, inside the constraints), ``item_info(item_id,
   question)`` (an answer built from that item's own data and reviews only), ``ask(question)`` and
   ``respond(text)``.
 * :func:`parse_tool_call`: the strict JSON parser. A tool call is one JSON object
@@ -17,7 +17,7 @@ split it: a *dialogue manager* decides what to do next, and *tools* do it.
   "like the second one but in black"), each turned into a constraint update (Chen & Pu, 2012).
 * :class:`RulePolicy`: the safe policy; it asks about the attribute with the highest entropy among
   the remaining candidates while the request is vague (preference elicitation), else searches or
-  recommends. :class:`LLMPolicy` (in ``simulators``' sibling module ``llm_policy`` style, here) asks
+  recommends. ``LLMPolicy`` (in ``llm.tool_calling``) asks
   the LLM for a JSON tool call, retries once with the error, then falls back to the rule policy.
 * :func:`run_dialogues` drives managers and user simulators (``course_utils.llm.simulators``) turn by
   turn, all dialogues in step, and returns one :class:`Dialogue` each.
@@ -71,7 +71,14 @@ class ToolCall:
 
 
 def _word(text: str, words) -> bool:
-    return any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text) for w in words)
+    # Not inside a longer word, nor after a hyphen ("t-shirt" is no "shirt"); "light-coloured" is light.
+    return any(re.search(rf"(?<![\w-]){re.escape(w)}(?!\w)", text) for w in words)
+
+
+def _one_of(text: str, vocabulary: dict):
+    """The one value whose words ``text`` uses; None when it uses none or several ("light or dark?")."""
+    found = [value for value, words in vocabulary.items() if _word(text, words)]
+    return found[0] if len(found) == 1 else None
 
 
 def _check_filters(filters: dict, where: str) -> dict:
@@ -149,7 +156,7 @@ class ShopTools:
 
     ``item_vectors``: (n_items, d) L2-normalised MiniLM embeddings of the item documents;
     ``encode``: a function from a list of queries to their (n, d) normalised embeddings;
-    ``user_scores``: (n_users, n_items) recommender scores (e.g. EASE on each user's purchases);
+    ``user_scores``: (n_users, n_items) recommender scores (e.g. item-kNN on each user's purchases);
     ``seen``: per user, the items already bought (never recommended again); ``reviews``: item -> texts.
     """
 
@@ -258,24 +265,22 @@ def parse_utterance(text: str, shown: list, items: pd.DataFrame) -> Update:
     if ref is not None and re.search(r"\blike (the|that|this|number)\b", low) and update.reference is not None:
         update.constraints.update({a: ref[a] for a in ATTRIBUTES})  # "like the second one but ..."
         update.critique = True
-    for category, words in CATEGORY_WORDS.items():
-        if _word(low, words) and not (category == "Shirt" and _word(low, ("t-shirt",))):
-            update.constraints["category"] = category
+    category = _one_of(low, CATEGORY_WORDS)
+    if category:
+        update.constraints["category"] = category
     if ref is not None and _word(low, ("darker", "lighter")):
         step = 1 if "darker" in low else -1
         update.constraints["tone"] = TONES[int(np.clip(TONES.index(ref.tone) + step, 0, len(TONES) - 1))]
         update.critique = True
-    else:
-        for tone, words in TONE_WORDS.items():
-            if _word(low, words):
-                update.constraints["tone"] = tone
-    for pattern, words in PATTERN_WORDS.items():
-        if _word(low, words):
-            update.constraints["pattern"] = pattern
-            update.critique |= words[1] in low  # "plainer": a comparison
-    for brand in BRANDS:
-        if brand.lower() in low:
-            update.constraints["brand"] = brand
+    elif _one_of(low, TONE_WORDS):
+        update.constraints["tone"] = _one_of(low, TONE_WORDS)
+    pattern = _one_of(low, PATTERN_WORDS)
+    if pattern:
+        update.constraints["pattern"] = pattern
+        update.critique |= _word(low, PATTERN_WORDS[pattern][1:2])  # "plainer": a comparison
+    brands = [brand for brand in BRANDS if brand.lower() in low]
+    if len(brands) == 1:
+        update.constraints["brand"] = brands[0]
     price = re.search(r"(?:under|below|less than|max)\s*\$?\s*(\d+(?:\.\d+)?)", low)
     if price:
         update.constraints["max_price"] = float(price.group(1))

@@ -122,7 +122,7 @@ class LLMSimulator:
 
     name = "LLM simulator"
 
-    def __init__(self, items: pd.DataFrame, users, targets, model, tokenizer, max_new_tokens: int = 20):
+    def __init__(self, items: pd.DataFrame, users, targets, model, tokenizer, max_new_tokens: int = 16):
         self.items = items.reset_index(drop=True)
         self.users, self.targets = _checked(self.items, users, targets)
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens

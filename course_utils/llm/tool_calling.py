@@ -188,7 +188,7 @@ class LLMPolicy:
     """
 
     def __init__(self, model, tokenizer, n_items: int, constrained: bool = True, retry: bool = True,
-                 fallback: RulePolicy | None = None, max_new_tokens: int = 32):
+                 fallback: RulePolicy | None = None, max_new_tokens: int = 24):
         self.model, self.tokenizer, self.n_items = model, tokenizer, n_items
         self.constrained, self.retry, self.max_new_tokens = constrained, retry, max_new_tokens
         self.fallback = fallback or RulePolicy()
