@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from course_utils.claims import Claim
 from course_utils.metrics import catalog_coverage, gini, intra_list_diversity, normalised_utility
 
 
@@ -473,6 +474,20 @@ def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
         return float(x.mean()), float("nan"), float("nan")
     half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def seed_difference_claim(differences, what: str, digits: int = 3) -> Claim:
+    """A sentence on per-seed differences (e.g. exploring minus greedy, one value per seed) with their
+    t-interval across seeds; the case is "higher", "lower", "level" or "one seed"."""
+    mean, low, high = seed_interval(differences)
+    n = len(np.atleast_1d(differences))
+    if n < 2:
+        return Claim(f"{what}: {mean:+.{digits}f} from a single seed, so its spread is unknown.", "one seed")
+    values = f"{what}: {mean:+.{digits}f} (95% CI over {n} seeds {low:+.{digits}f} to {high:+.{digits}f})"
+    if low > 0 or high < 0:
+        case = "higher" if low > 0 else "lower"
+        return Claim(f"{values}, **{case}**.", case)
+    return Claim(f"{values}: **no clear difference**.", "level")
 
 
 # ---------------------------------------------------------------- helpers

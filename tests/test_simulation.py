@@ -260,3 +260,11 @@ def test_seed_interval():
     assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
     assert np.isnan(sim.seed_interval([1.0])[1])
     assert sim.format_p(0.0001) == "< 0.001" and sim.format_p(0.0421) == "= 0.042"
+
+
+def test_seed_difference_claim_cases():
+    assert sim.seed_difference_claim([0.1, 0.12, 0.11], "coverage").case == "higher"
+    assert sim.seed_difference_claim([-0.1, -0.12, -0.11], "coverage").case == "lower"
+    level = sim.seed_difference_claim([-0.1, 0.1, 0.02], "coverage")
+    assert level.case == "level" and "no clear difference" in level.text
+    assert sim.seed_difference_claim([0.3], "coverage").case == "one seed"
