@@ -150,3 +150,39 @@ def test_resize_and_attention_flops():
     q = torch.randn(3, 7, 16)
     manual = E.count_flops(lambda: torch.softmax(q @ q.transpose(1, 2), -1) @ q)[1]
     assert manual == E.attention_flops(3, 7, 16, n_blocks=1)  # the counter sees bmm, so the formula is checkable
+
+
+def tiny_split(n_users=30, n_items=40, per_user=8, seed=0):
+    import pandas as pd
+
+    from course_utils.data.splits import leave_one_out_split
+    rng = np.random.default_rng(seed)
+    rows = [(u, int(i), t) for u in range(n_users)
+            for t, i in enumerate(rng.choice(n_items, per_user, replace=False))]
+    ratings = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(rating=5)
+    return leave_one_out_split(ratings, n_users=n_users, n_items=n_items)
+
+
+def test_profile_recommender_fills_every_column():
+    from course_utils.models.baselines import EASE, Popularity
+    split = tiny_split()
+    fit = E.timed(EASE(l2=10.0).fit, split.train_matrix())
+    row, per_user = E.profile_recommender("EASE", fit.result, split, fit, n_single=5, batch_size=8,
+                                          flops_per_user=123.0)
+    assert row["MFLOP per user"] == pytest.approx(123e-6) and row["params"] == 40 * 40
+    assert per_user.shape == (30,) and 0 <= row["NDCG@10"] <= 1 and row["p95 ms (1 user)"] >= row["p50 ms (1 user)"]
+    assert row["peak MB torch"] == 0 and row["users/s (batched)"] > 0
+    pop = Popularity().fit(split.train_matrix())
+    row, _ = E.profile_recommender("Popularity", pop, split, E.timed(lambda: pop), n_single=3)
+    assert np.isnan(row["MFLOP per user"])  # numpy code: the counter sees nothing, and says so with NaN
+
+
+def test_scaling_tables_on_a_tiny_catalogue():
+    split = tiny_split()
+    rows = E.ease_size_costs(split.train_matrix(), [20, 40, 80], l2=10.0, n_score=8)
+    assert [r["items"] for r in rows] == [20, 40, 80] and all(r["fit s"] > 0 for r in rows)
+    seq = E.sasrec_length_costs(split.history("valid").sequences, split.n_items, [4, 8], batch_size=4, repeats=1,
+                                dim=8)
+    assert [r["L"] for r in seq] == [4, 8]
+    assert seq[1]["counted train GFLOP"] > seq[0]["counted train GFLOP"]
+    assert seq[1]["attention GFLOP (analytic, forward)"] == pytest.approx(4 * seq[0]["attention GFLOP (analytic, forward)"])
