@@ -187,3 +187,27 @@ def test_llm_policy_retries_once_then_falls_back(monkeypatch):
     log = pd.DataFrame(policy.log)
     assert log["valid_first"].tolist() == [True, False, False] and log["fallback"].sum() == 1
     assert "unknown tool" in log["error"][2] or "exactly the keys" in log["error"][2]
+
+
+def test_genre_critique_less_violent_and_named_genres():
+    genres = ("Action", "Animation", "Children's", "Comedy", "Crime", "Drama", "Horror", "Sci-Fi", "Thriller", "War")
+    less = cv.parse_genre_critique("Something less violent, please", genres)
+    assert less == {"exclude": ("Action", "Crime", "Horror", "Thriller", "War"), "include": ()}
+    comedy = cv.parse_genre_critique("a comedy, but no violence", genres)
+    assert comedy["include"] == ("Comedy",) and "Action" in comedy["exclude"]
+    assert cv.parse_genre_critique("I liked it", genres) == {"exclude": (), "include": ()}
+    assert cv.parse_genre_critique("something warm", genres)["include"] == ()  # "War" is a word, not a prefix
+    items = [("Action", "Thriller"), ("Comedy",), ("Drama", "War"), ("Animation", "Children's", "Comedy")]
+    assert cv.genre_critique_mask(items, less).tolist() == [False, True, False, True]
+    assert cv.genre_critique_mask(items, comedy).tolist() == [False, True, False, True]
+    grown = cv.parse_genre_critique("more grown-up", genres)
+    assert cv.genre_critique_mask(items, grown).tolist() == [True, True, True, False]
+
+
+def test_genre_critique_bad_input():
+    with pytest.raises(TypeError, match="string"):
+        cv.parse_genre_critique(None, ("Action",))
+    with pytest.raises(ValueError, match="empty"):
+        cv.parse_genre_critique("less violent", ())
+    with pytest.raises(ValueError, match="exclude"):
+        cv.genre_critique_mask([("Action",)], {"exclude": ()})

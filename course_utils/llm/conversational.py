@@ -556,3 +556,50 @@ def summary_table(runs: dict, level: float = 0.95) -> pd.DataFrame:
                       "CI high": interval.high, "turns to success": turns.mean() if len(turns) else np.nan,
                       "turns CI low": low, "turns CI high": high}
     return pd.DataFrame(rows).T.astype({"dialogues": int})
+
+
+# ---------------------------------------------------------------- critiques on movie genres
+# The same idea on MovieLens, where the attributes are genres: a critique such as
+# "something less violent" is a constraint update that removes genres, relative to
+# what was shown (Chen & Pu, 2012). Which genres count as violent is our choice,
+# stated here so a student can change it.
+GENRE_CRITIQUES = {
+    r"\bless (violent|brutal|bloody)\b|\bnot so violent\b|\bno violence\b|\bgentler\b": ("Action", "Crime", "Horror",
+                                                                                          "Thriller", "War"),
+    r"\bless (scary|dark)\b|\bnot so scary\b": ("Horror", "Thriller", "Film-Noir"),
+    r"\bless childish\b|\bmore grown[- ]up\b": ("Children's", "Animation"),
+}
+
+
+def parse_genre_critique(text: str, genres) -> dict:
+    """Read a genre critique: {"exclude": genres to drop, "include": genres asked for by name}.
+
+    ``genres`` is the catalogue's genre vocabulary (MovieLens' 19 names). "something
+    less violent" drops the violent genres; "a comedy, please" or "more Sci-Fi" asks
+    for a named genre. An utterance with neither gives two empty tuples.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"the critique must be a string, got {type(text).__name__}")
+    vocabulary = tuple(genres)
+    if not vocabulary:
+        raise ValueError("the genre vocabulary is empty")
+    low = text.lower()
+    exclude = sorted({g for pattern, dropped in GENRE_CRITIQUES.items() if re.search(pattern, low)
+                      for g in dropped if g in vocabulary})
+    named = [g for g in vocabulary if re.search(rf"\b{re.escape(g.lower())}s?\b", low)]  # "war", "wars"; not "warm"
+    include = sorted(set(named) - set(exclude))
+    return {"exclude": tuple(exclude), "include": tuple(include)}
+
+
+def genre_critique_mask(item_genres, critique: dict) -> np.ndarray:
+    """Boolean mask of the items a genre critique still allows (one entry per item).
+
+    item_genres: a sequence with one tuple of genre names per catalogue item.
+    An item is allowed when it has none of the excluded genres and, if genres
+    were asked for, at least one of them.
+    """
+    if not isinstance(critique, dict) or not {"exclude", "include"} <= set(critique):
+        raise ValueError("critique must be the dict parse_genre_critique returns (keys 'exclude' and 'include')")
+    excluded, included = set(critique["exclude"]), set(critique["include"])
+    return np.array([not (excluded & set(g)) and (not included or bool(included & set(g))) for g in item_genres],
+                    dtype=bool)
