@@ -274,6 +274,9 @@ def _as_finite_1d(values, name: str) -> np.ndarray:
     return array
 
 
-def _p(p_value: float) -> str:
-    """'< 0.001' or '= 0.042', to follow a 'p'."""
+def format_p(p_value: float) -> str:
+    """A p-value for a sentence, to follow a 'p': '< 0.001' or '= 0.042'."""
     return "< 0.001" if p_value < 0.001 else f"= {p_value:.3f}"
+
+
+_p = format_p

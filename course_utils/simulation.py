@@ -32,8 +32,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from course_utils.claims import Claim
-from course_utils.metrics import catalog_coverage, gini, intra_list_diversity, normalised_utility
+from course_utils.claims import Claim, _as_finite_1d, _p, format_p  # format_p: re-exported for lesson 21
+from course_utils.metrics import _check_k, catalog_coverage, gini, intra_list_diversity, normalised_utility
 
 
 # ---------------------------------------------------------------- slates
@@ -135,7 +135,7 @@ class ABResult:
 def ab_test(metric_a, metric_b, a: str = "A", b: str = "B", metric: str = "clicks per user",
             alpha: float = 0.05) -> ABResult:
     """Welch's two-sample t-test of B against A, with the Welch–Satterthwaite CI of mean_B - mean_A."""
-    x, y = _finite_1d(metric_a, "metric_a"), _finite_1d(metric_b, "metric_b")
+    x, y = _as_finite_1d(metric_a, "metric_a"), _as_finite_1d(metric_b, "metric_b")
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"each arm needs at least 2 users, got {len(x)} and {len(y)}")
     if not 0 < alpha < 1:
@@ -469,7 +469,7 @@ def feedback_loop(shop, initial_log: sp.csr_matrix, make_model, n_rounds: int, k
 
 def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and t-interval across seeds (mean, low, high); with one seed the interval is (nan, nan)."""
-    x = _finite_1d(values, "values")
+    x = _as_finite_1d(values, "values")
     if len(x) < 2:
         return float(x.mean()), float("nan"), float("nan")
     half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
@@ -488,27 +488,3 @@ def seed_difference_claim(differences, what: str, digits: int = 3) -> Claim:
         case = "higher" if low > 0 else "lower"
         return Claim(f"{values}, **{case}**.", case)
     return Claim(f"{values}: **no clear difference**.", "level")
-
-
-# ---------------------------------------------------------------- helpers
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
-def _finite_1d(values, name: str) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return x
-
-
-def format_p(p_value: float) -> str:
-    """A p-value for a sentence: "< 0.001" or "= 0.042"."""
-    return "< 0.001" if p_value < 0.001 else f"= {p_value:.3f}"
-
-
-_p = format_p
