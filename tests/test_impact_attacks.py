@@ -4,6 +4,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
+from course_utils.data.splits import History
 from course_utils.impact.attacks import (ATTACKS, AttackResult, Detection, detect_fake_profiles, detection_quality,
                                          inject_profiles, item_counts, pick_targets, profile_features,
                                          shilling_attack, target_ranks)
@@ -116,8 +117,7 @@ def test_bandwagon_attack_promotes_the_target_on_ease_and_itemknn():
 
 def test_clean_scores_give_the_same_result_as_refitting():
     X = genuine_matrix()
-    clean = EASE(l2=10.0).fit(X).score(np.arange(X.shape[0]), __import__("course_utils.data.splits",
-                                                                         fromlist=["History"]).History(X, []))
+    clean = EASE(l2=10.0).fit(X).score(np.arange(X.shape[0]), History(X, []))
     a = shilling_attack(lambda: EASE(l2=10.0), X, 59, 5, "average", filler_size=8, seed=3)
     b = shilling_attack(lambda: EASE(l2=10.0), X, 59, 5, "average", filler_size=8, seed=3, clean_scores=clean)
     np.testing.assert_allclose(a.ranks_before, b.ranks_before)
