@@ -189,3 +189,9 @@ def test_provider_exposure_bad_inputs():
         provider_exposure(np.array([0.0, 1.0]), ["p", "q"])
     with pytest.raises(ValueError, match="one non-negative count per item"):
         provider_exposure(np.array([[0, 1]]), ["p", "q"], item_counts=[1])
+
+
+def test_sensitivity_sentence_when_every_value_is_equal():
+    t = sensitivity_test(pd.DataFrame({"x": [1.0, 0.5], "y": [1.0, 0.5]}), "gender", n_perm=200)
+    assert t.snsr == 0 and t.p == 1.0
+    assert t.sentence().case == "no evidence" and "every value gives the same mean" in t.sentence().text

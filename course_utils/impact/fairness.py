@@ -26,7 +26,8 @@ import pandas as pd
 from course_utils.claims import Claim, format_p
 
 __all__ = ["GroupGap", "group_gap", "jaccard_at_k", "serp_at_k", "prag_at_k", "SIMILARITIES", "list_similarity",
-           "SensitivityTest", "sensitivity_test", "provider_exposure"]
+           "SensitivityTest", "sensitivity_test", "provider_exposure", "attribute_messages", "attribute_scores",
+           "top_k_columns"]
 
 
 def _values(per_user, name: str = "per_user") -> np.ndarray:
@@ -260,6 +261,9 @@ class SensitivityTest:
         lo, hi = self.means.idxmin(), self.means.idxmax()
         numbers = (f"SNSR {self.snsr:.{digits}f}, SNSV {self.snsv:.{digits}f} over {len(self.means)} values and "
                    f"{self.n_users} users; permutation p {format_p(self.p)}")
+        if self.snsr == 0:
+            return Claim(f"**{self.attribute}**: every value gives the same mean {self.metric} to the neutral list "
+                         f"({self.means.iloc[0]:.{digits}f}; {numbers}).", "no evidence")
         if self.p < 0.05:
             return Claim(f"**{self.attribute}**: the lists move away from the neutral one **more for '{lo}'** "
                          f"({self.metric} {self.means[lo]:.{digits}f}) than for '{hi}' ({self.means[hi]:.{digits}f}); "
@@ -298,6 +302,55 @@ def sensitivity_test(similarities, attribute: str = "attribute", metric: str = "
     p = (int((np.ptp(shuffled, axis=1) >= snsr - 1e-12).sum()) + 1) / (n_perm + 1)
     return SensitivityTest(attribute, metric, pd.Series(means, index=similarities.columns), snsr,
                            float(means.std()), float(p), values.shape[0], n_perm)
+
+
+# ------------------------------------------------------------------ the LLM recommender, with and without an attribute
+def attribute_messages(history: Sequence[str], about: str | None = None) -> list[dict]:
+    """Chat messages asking for the next movie after ``history``; ``about`` (e.g. "I am a woman.") is the
+    sensitive sentence, placed after the history so that every variant of a user shares the same prompt start."""
+    from course_utils.llm.prompting import SYSTEM, bullet_list
+
+    if isinstance(history, str) or not list(history):
+        raise ValueError("history must be a non-empty list of titles")
+    if about is not None and (not isinstance(about, str) or not about.strip()):
+        raise ValueError(f"about must be a non-empty sentence or None (the neutral prompt), got {about!r}")
+    text = f"I watched these movies, oldest first:\n{bullet_list(history)}\n"
+    text += (f"About me: {about.strip()}\n" if about else "") + "Which movie will I watch next? Answer with its title."
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+
+
+def attribute_scores(model, tokenizer, histories: Sequence[Sequence[str]], candidate_titles: Sequence[Sequence[str]],
+                     sentences: dict[str, str | None], progress: bool = False) -> dict[str, np.ndarray]:
+    """The LLM ranker's scores of every user's candidates under every prompt variant.
+
+    sentences: variant name -> sensitive sentence (None for the neutral prompt). Returns
+    name -> (n_users, n_candidates) length-normalised log-likelihoods (lesson 09's packed ranker);
+    each user's variants share one cached prompt start (system message and history).
+    """
+    from tqdm.auto import tqdm
+
+    from course_utils.llm.prompting import render_chat
+    from course_utils.llm.ranking import PromptPrefix, score_candidates
+
+    if len(histories) != len(candidate_titles) or not len(histories):
+        raise ValueError(f"need one candidate list per history, got {len(histories)} and {len(candidate_titles)}")
+    if len(sentences) < 2:
+        raise ValueError("need at least two prompt variants (e.g. the neutral one and one sensitive sentence)")
+    scores = {name: [] for name in sentences}
+    for history, titles in tqdm(list(zip(histories, candidate_titles)), disable=not progress, desc="variants"):
+        prompts = {name: render_chat(tokenizer, attribute_messages(history, about)) for name, about in sentences.items()}
+        prefix = PromptPrefix.from_prompts(model, tokenizer, list(prompts.values()))
+        for name, prompt in prompts.items():
+            scores[name].append(score_candidates(model, tokenizer, prompt, titles, "mean", prefix=prefix))
+    return {name: np.array(rows) for name, rows in scores.items()}
+
+
+def top_k_columns(scores, k: int) -> np.ndarray:
+    """(n_users, k) column indices of each row's k highest scores, best first (ties: the lower column)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or not 0 < k <= scores.shape[1]:
+        raise ValueError(f"need a (n_users, n_candidates) array and 0 < k <= n_candidates; got {scores.shape}, k={k}")
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
 # ------------------------------------------------------------------ provider fairness
