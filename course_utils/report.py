@@ -77,8 +77,9 @@ def metric_direction(name: str) -> str | None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"metric name must be a non-empty string, got {name!r}")
     low = name.lower()
-    if name.endswith(SIBLING_SUFFIXES) or low in {"p", "n", "params"} or low.startswith(("n ", "users needed")):
-        return None
+    if name.endswith(SIBLING_SUFFIXES) or low in {"p", "n", "params"} or low.startswith(("n ", "users needed")) \
+            or low.endswith(" before"):
+        return None  # an interval bound, a test, a count, or the reference value measured before an attack
     if "gap" in low or "rank shift" in low or low == "popularity lift":
         return "zero"
     if "membership auc" in low or "attack auc" in low:
@@ -602,13 +603,16 @@ def fairness_rows(per_user: dict, genders, metric: str = "NDCG@10", seed: int = 
     return rows
 
 
-def robustness_rows(fits: dict, split, n_fake: int, target: int, seed: int = 0, models=("Popularity", "ItemKNN", "EASE")
-                    ) -> list[dict]:
-    """A random shilling attack (``impact.attacks.shilling_attack``): ``n_fake`` fake users push ``target``.
+def robustness_rows(fits: dict, split, n_fake: int, target: int, seed: int = 0, attack: str = "bandwagon",
+                    models=("ItemKNN", "EASE")) -> list[dict]:
+    """A shilling attack (``impact.attacks.shilling_attack``): ``n_fake`` fake users push ``target``.
 
     Each listed model is refitted (same settings) on the poisoned data; the rows hold the
     mean rank shift of the target for the genuine users who lacked it (places climbed; CI:
-    bootstrap over those users) and the target's HR@10 after the attack.
+    bootstrap over those users) and the target's HR@10 before and after the attack.
+    Popularity is left out by default: the course's Popularity counts the *served*
+    history at scoring time, which holds no fake users in this probe, so it cannot be
+    attacked this way (a real deployment's counts would include them).
     """
     from course_utils.impact.attacks import shilling_attack
 
@@ -619,10 +623,10 @@ def robustness_rows(fits: dict, split, n_fake: int, target: int, seed: int = 0, 
             continue
         model = fits[name].result
         make = _refitter(model)
-        result = shilling_attack(make, X, target, n_fake, "random", seed=seed, model_name=name,
+        result = shilling_attack(make, X, target, n_fake, attack, seed=seed, model_name=name,
                                  clean_scores=np.asarray(model.score(np.arange(X.shape[0]), _genuine_history(X))))
         low, high = paired_bootstrap_ci(result.rank_shift.astype(float), 1000, seed=seed)
-        rows.append(_row(name, f"robustness: random shilling, {n_fake} fake users, 1 target, loo-time[file]",
+        rows.append(_row(name, f"robustness: {attack} shilling, {n_fake} fake users, 1 target, loo-time[file]",
                          {"target rank shift": result.mean_rank_shift, "target rank shift CI low": low,
                           "target rank shift CI high": high, f"target HR@{result.k} after": result.hr_after,
                           f"target HR@{result.k} before": result.hr_before},
