@@ -5,7 +5,7 @@ import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
 from course_utils.data.splits import History
-from course_utils.impact.attacks import (ATTACKS, AttackResult, Detection, detect_fake_profiles, detection_quality,
+from course_utils.impact.attacks import (ATTACKS, AttackResult, Detection, detect_fake_profiles, detection_quality, ease_refit,
                                          inject_profiles, item_counts, pick_targets, profile_features,
                                          shilling_attack, target_ranks)
 from course_utils.models.baselines import EASE, ItemKNN
@@ -143,6 +143,32 @@ def test_detector_on_movielens_removes_the_fakes_and_undoes_the_push(ml_split):
 def test_defended_ranks_need_a_detector():
     with pytest.raises(ValueError, match="without a detector"):
         shilling_attack(lambda: EASE(l2=10.0), genuine_matrix(), 59, 2, seed=0).hr_defended
+
+
+def test_ease_refit_equals_a_full_ease_fit_after_adding_and_dropping_users():
+    X = genuine_matrix()
+    fakes = inject_profiles(X, 59, 8, "bandwagon", filler_size=6, n_selected=3, seed=0)
+    drop = np.zeros(X.shape[0], bool)
+    drop[[0, 5, 17]] = True
+    refit = ease_refit(X, l2=10.0)
+    for added, dropped in [(fakes, None), (fakes, drop), (fakes[:0], drop), (fakes[:0], None)]:
+        rows = X if dropped is None else X[~drop]
+        expected = EASE(l2=10.0).fit(sp.vstack([rows, added]).tocsr()).B_
+        np.testing.assert_allclose(refit(added, dropped).B_, expected, atol=2e-5)
+    with pytest.raises(ValueError, match="boolean mask"):
+        refit(fakes, drop[:5])
+    with pytest.raises(ValueError, match="items"):
+        refit(sp.csr_matrix((1, 3), dtype=np.float32))
+
+
+def test_attack_with_ease_refit_gives_the_same_ranks_as_refitting_from_scratch():
+    X = genuine_matrix()
+    detect = lambda M: detect_fake_profiles(M, contamination=0.1, n_neighbors=5)
+    slow = shilling_attack(lambda: EASE(l2=10.0), X, 59, 9, "average", filler_size=8, seed=1, detector=detect)
+    fast = shilling_attack(lambda: EASE(l2=10.0), X, 59, 9, "average", filler_size=8, seed=1, detector=detect,
+                           refit=ease_refit(X, 10.0))
+    np.testing.assert_allclose(fast.ranks_after, slow.ranks_after)
+    np.testing.assert_allclose(fast.ranks_defended, slow.ranks_defended)
 
 
 # ---------------------------------------------------------------- detection

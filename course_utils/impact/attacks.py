@@ -36,6 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from course_utils.data.splits import History, check_interaction_matrix
+from course_utils.models.baselines import EASE
 
 ATTACKS = ("random", "average", "bandwagon")
 
@@ -219,6 +220,50 @@ class AttackResult:
         return row
 
 
+def ease_refit(X, l2: float) -> Callable[[sp.csr_matrix, np.ndarray | None], EASE]:
+    """EASE(l2) refitted on ``X`` plus ``added`` rows and without the rows where ``drop`` is True, exactly and fast.
+
+    EASE's solution needs P = (XᵀX + λI)⁻¹. Adding users U (k rows) changes the
+    Gram matrix by UᵀU, so by the Woodbury identity
+    (A + UᵀSU)⁻¹ = A⁻¹ − A⁻¹Uᵀ(S⁻¹ + UA⁻¹Uᵀ)⁻¹UA⁻¹, with S = +1 for added and −1
+    for removed rows. That costs O(items² · k) instead of a new O(items³)
+    inverse: an attacker (or a defender) can try many fake-user sets cheaply.
+    The returned function's models equal ``EASE(l2).fit(...)`` on the changed
+    data (tests assert it).
+    """
+    X = check_interaction_matrix(X)
+    base = EASE(l2)  # validates l2
+    gram = (X.T @ X).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += base.l2
+    P0 = np.linalg.inv(gram)
+
+    def refit(added: sp.csr_matrix, drop: np.ndarray | None = None) -> EASE:
+        added = sp.csr_matrix(added)
+        if added.shape[1] != X.shape[1]:
+            raise ValueError(f"added rows must have {X.shape[1]} items, got {added.shape[1]}")
+        parts = [(added, 1.0)]
+        if drop is not None:
+            drop = np.asarray(drop, bool)
+            if drop.shape != (X.shape[0],):
+                raise ValueError(f"drop must be a boolean mask of X's {X.shape[0]} rows, got shape {drop.shape}")
+            parts.append((X[drop], -1.0))
+        parts = [(m, sign) for m, sign in parts if m.shape[0] > 0]
+        model = EASE(base.l2)
+        P = P0
+        if parts:
+            U = sp.vstack([m for m, _ in parts]).toarray().astype(np.float64)
+            signs = np.concatenate([np.full(m.shape[0], sign) for m, sign in parts])
+            PU = P0 @ U.T
+            core = np.diag(1.0 / signs) + U @ PU
+            P = P0 - PU @ np.linalg.solve(core, PU.T)
+        B = -P / np.diag(P)[None, :]
+        np.fill_diagonal(B, 0.0)
+        model.B_ = B.astype(np.float32)
+        return model
+
+    return refit
+
+
 def _genuine_scores(model, X: sp.csr_matrix) -> np.ndarray:
     return np.asarray(model.score(np.arange(X.shape[0]), History(X, [])), dtype=np.float64)
 
@@ -226,7 +271,7 @@ def _genuine_scores(model, X: sp.csr_matrix) -> np.ndarray:
 def shilling_attack(make_model: Callable[[], object], X, target: int, n_fake: int, attack: str = "random",
                     filler_size: int = 50, n_selected: int = 10, seed: int = 0, k: int = 10,
                     clean_scores: np.ndarray | None = None, detector: Callable | None = None,
-                    model_name: str | None = None) -> AttackResult:
+                    model_name: str | None = None, refit: Callable | None = None) -> AttackResult:
     """Inject ``n_fake`` fake profiles pushing ``target``, retrain, and measure the target's ranks.
 
     make_model: returns a fresh unfitted model with ``fit(X)`` and ``score(users, history)``.
@@ -238,6 +283,10 @@ def shilling_attack(make_model: Callable[[], object], X, target: int, n_fake: in
     must return a :class:`Detection`. The model is then retrained without the
     flagged rows (genuine users flagged by mistake lose their say in training,
     but are still scored).
+    refit: optional ``refit(added, drop=None) -> fitted model``, a fast exact way to
+    train on ``X`` plus the ``added`` rows, without the rows of ``X`` where the
+    boolean mask ``drop`` is True (e.g. :func:`ease_refit`); by default
+    ``make_model().fit`` on that matrix.
     """
     X = check_interaction_matrix(X)
     k = _check_count("k", k)
@@ -249,14 +298,19 @@ def shilling_attack(make_model: Callable[[], object], X, target: int, n_fake: in
     keep = ~(X[:, target].toarray().ravel() > 0)
     history = X[keep]
     before = target_ranks(np.asarray(clean_scores)[keep], history, target)
-    after = target_ranks(_genuine_scores(make_model().fit(poisoned), X)[keep], history, target)
+    if refit is None:
+        def refit(added, drop=None):
+            rows = X if drop is None else X[~np.asarray(drop, bool)]
+            return make_model().fit(sp.vstack([rows, added]).tocsr())
+    after = target_ranks(_genuine_scores(refit(fakes), X)[keep], history, target)
     defended, quality = None, None
     if detector is not None:
         found = detector(poisoned)
         is_fake = np.r_[np.zeros(X.shape[0], bool), np.ones(n_fake, bool)]
         quality = found.quality(is_fake)
-        kept = poisoned[~np.asarray(found.flagged, bool)]
-        defended = target_ranks(_genuine_scores(make_model().fit(kept), X)[keep], history, target)
+        flagged = np.asarray(found.flagged, bool)
+        defended_model = refit(fakes[~flagged[X.shape[0]:]], flagged[:X.shape[0]])
+        defended = target_ranks(_genuine_scores(defended_model, X)[keep], history, target)
     name = model_name or type(make_model()).__name__
     return AttackResult(name, attack, target, int(n_fake), k, before, after, defended, quality)
 
@@ -287,20 +341,28 @@ def profile_features(X, n_neighbors: int = 10) -> pd.DataFrame:
                          "DegSim": top.mean(axis=1)})
 
 
-def detect_fake_profiles(X, contamination: float | str = "auto", n_neighbors: int = 10, seed: int = 0) -> Detection:
+def detect_fake_profiles(X, contamination: float | str = "auto", n_neighbors: int = 10, seed: int = 0,
+                         n_estimators: int = 100) -> Detection:
     """Flag suspicious profiles with an isolation forest over :func:`profile_features` (no labels needed).
 
     ``contamination`` is the share of profiles to flag (the defender's guess at
-    the attack size), or ``"auto"`` for scikit-learn's default threshold.
+    the attack size): the profiles with the highest anomaly scores. ``"auto"``
+    uses scikit-learn's default threshold instead (Liu et al., 2008).
     """
     from sklearn.ensemble import IsolationForest
 
     if not (contamination == "auto" or (isinstance(contamination, float) and 0 < contamination <= 0.5)):
         raise ValueError(f"contamination must be 'auto' or a float in (0, 0.5], got {contamination!r}")
     features = profile_features(X, n_neighbors)
-    forest = IsolationForest(n_estimators=200, contamination=contamination, random_state=seed)
-    flagged = forest.fit_predict(features.to_numpy()) == -1
-    return Detection(-forest.score_samples(features.to_numpy()), flagged, features)
+    # fitted with "auto", so that scikit-learn does not score the data twice; the share is applied below
+    forest = IsolationForest(n_estimators=n_estimators, random_state=seed).fit(features.to_numpy())
+    normality = forest.score_samples(features.to_numpy())
+    if contamination == "auto":
+        flagged = normality < forest.offset_
+    else:
+        flagged = np.zeros(len(normality), bool)
+        flagged[np.argsort(normality, kind="stable")[:max(1, int(round(contamination * len(normality))))]] = True
+    return Detection(-normality, flagged, features)
 
 
 def detection_quality(scores, flagged, is_fake) -> dict[str, float]:
