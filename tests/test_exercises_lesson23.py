@@ -1,4 +1,5 @@
 from course_utils.exercises import lesson23
+from course_utils.exercises.lesson23 import check_exercise_6, check_exercise_7
 
 
 def test_exercise_1_fairllm_by_hand():
@@ -22,3 +23,17 @@ def test_exercise_3_read_a_group_gap():
     wrong = lesson23.check_exercise_3("a")
     assert not wrong and "interval excludes zero" in wrong.message
     assert not lesson23.check_exercise_3("d").correct
+
+
+def test_exercise_6_membership_auc_right_wrong_unanswered():
+    assert check_exercise_6(9.5 / 12).correct
+    wrong = check_exercise_6(0.75)  # ties counted as losses
+    assert not wrong.correct and "tie" in wrong.message
+    assert not check_exercise_6(None).answered
+
+
+def test_exercise_7_target_mid_rank_right_wrong_unanswered():
+    assert check_exercise_7(2.5).correct
+    wrong = check_exercise_7(3.5)  # forgot to drop the seen item
+    assert not wrong.correct and "seen item" in wrong.message
+    assert not check_exercise_7(None).answered

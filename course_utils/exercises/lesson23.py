@@ -1,11 +1,15 @@
-"""Checkers for lesson 23's exercises: FaiRLLM similarities by hand, SNSR/SNSV, reading a group gap."""
+"""Checkers for lesson 23's exercises: FaiRLLM similarities by hand, SNSR/SNSV, reading a group gap (1-3);
+a membership AUC and a target's rank under attack (6-7)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from course_utils.exercises import NOT_ANSWERED, Feedback, check_array, check_choice
+from course_utils.exercises import NOT_ANSWERED, Feedback, check_array, check_choice, check_number
+from course_utils.impact.attacks import target_ranks
 from course_utils.impact.fairness import GroupGap, jaccard_at_k, prag_at_k, serp_at_k
+from course_utils.impact.privacy import membership_auc
 
 EXERCISE_1 = {"neutral": [7, 3, 9, 1], "sensitive": [3, 7, 5, 9], "k": 4}
 EXERCISE_2 = pd.Series({"a student": 0.90, "a doctor": 0.70, "a homemaker": 0.80})
@@ -55,3 +59,36 @@ def check_exercise_3(answer) -> Feedback:
                                 f"{EXERCISE_3.ci_low:+.4f} to {EXERCISE_3.ci_high:+.4f} includes zero and p = "
                                 f"{EXERCISE_3.p:.2f}; a gap of up to {abs(EXERCISE_3.ci_low):.3f} against women is "
                                 "still compatible with the data.")
+
+
+EXERCISE_6 = {"members": [0.9, 0.7, 0.6], "nonmembers": [0.8, 0.6, 0.5, 0.4]}
+
+
+def check_exercise_6(answer) -> Feedback:
+    """answer: the membership AUC of the attack scores in ``EXERCISE_6`` (members positive, ties half)."""
+    if answer is None:
+        return NOT_ANSWERED
+    expected = membership_auc(EXERCISE_6["members"], EXERCISE_6["nonmembers"])
+    return check_number(answer, expected, rtol=1e-3,
+                        hint="Count the 3 × 4 = 12 (member, non-member) pairs in which the member scores higher; "
+                             "a tie (0.6 against 0.6) counts half. Divide by 12.",
+                        confirm=f"{expected:.4f} (9.5 of 12 pairs): well above 0.5, so these scores would give "
+                                "members away.")
+
+
+EXERCISE_7 = {"scores": [0.2, 0.9, 0.5, 0.5, 0.1, 0.7], "seen": [1], "target": 2}
+
+
+def check_exercise_7(answer) -> Feedback:
+    """answer: the target's mid-rank among the unseen items, for the user in ``EXERCISE_7``."""
+    if answer is None:
+        return NOT_ANSWERED
+    scores = np.array([EXERCISE_7["scores"]], dtype=float)
+    history = sp.csr_matrix((np.ones(len(EXERCISE_7["seen"])), ([0] * len(EXERCISE_7["seen"]), EXERCISE_7["seen"])),
+                            shape=scores.shape)
+    expected = float(target_ranks(scores, history, EXERCISE_7["target"])[0])
+    return check_number(answer, expected, rtol=1e-6,
+                        hint="Drop the seen item 1 (score 0.9). Among the other unseen items, count those scoring "
+                             "above the target's 0.5, and add half of those tied with it.",
+                        confirm=f"{expected:g}: item 5 (0.7) is above, item 3 ties (half a place), so the target "
+                                "sits at 1 + 1 + 0.5.")
