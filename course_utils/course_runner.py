@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 from course_utils.io import atomic_write
+from course_utils.report import report_markdown
 from course_utils.results import load_results, results_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +188,16 @@ def main(argv=None) -> int:
             log = build / f"results-{name.lower()}.jsonl"
             if log.exists():
                 handle.write(f"\n## {name} mode\n\n" + results_markdown(load_results(log)))
-    print(f"wrote {build / 'timings.md'} and {build / 'results.md'}")
+    with atomic_write(build / "report.md", "w") as handle:  # lesson 25's holistic table, one section per mode
+        handle.write("# Holistic report\n\nLesson 25's table read from the leaderboard alone: every model measured on "
+                     "MovieLens-100K on two or more dimensions (accuracy, beyond-accuracy, efficiency, fairness, "
+                     "privacy, robustness), with intervals and HELM mean win rates. FAST and full mode are never "
+                     "mixed.\n")
+        for name in ("full", "FAST"):
+            log = build / f"results-{name.lower()}.jsonl"
+            if log.exists():
+                handle.write(f"\n## {name} mode\n\n" + report_markdown(log))
+    print(f"wrote {build / 'timings.md'}, {build / 'results.md'} and {build / 'report.md'}")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

@@ -116,6 +116,7 @@ CORE_MEASURES = (
     Measure("beyond-accuracy", "long-tail share", "higher"),
     Measure("efficiency", "p50 ms (1 user)", "lower"),
     Measure("efficiency", "train CPU s", "lower"),
+    Measure("efficiency", "MFLOP per user", "lower"),
     Measure("efficiency", "g CO2e per 1M users served", "lower"),
 )
 
@@ -388,8 +389,9 @@ def win_rates(matrix: pd.DataFrame, measures: list[Measure]) -> pd.DataFrame:
 
     Ties count half. A dimension's win rate is the mean over its measures the model has;
     ``mean win rate`` is the mean over the dimensions it was measured on, and
-    ``dimensions`` says how many (a model measured on one dimension is not comparable
-    with one measured on five: read the two columns together).
+    ``dimensions`` says on how many dimensions the model was measured (a model measured
+    on one dimension is not comparable with one measured on five: read the two columns
+    together). A model alone on a measure has nobody to beat there: no win rate for it.
     """
     by_dimension: dict[str, list[pd.Series]] = {}
     for m in measures:
@@ -404,7 +406,9 @@ def win_rates(matrix: pd.DataFrame, measures: list[Measure]) -> pd.DataFrame:
         out[dimension] = pd.concat(parts, axis=1).mean(axis=1)
     out = out.reindex(matrix.index)
     out["mean win rate"] = out.mean(axis=1) if len(out.columns) else np.nan
-    out["dimensions"] = out.drop(columns="mean win rate").notna().sum(axis=1)
+    measured = {m.dimension for m in measures}
+    out["dimensions"] = pd.DataFrame({d: matrix[[m.label for m in measures if m.dimension == d]].notna().any(axis=1)
+                                      for d in measured}, index=matrix.index).sum(axis=1).astype(int)
     return out.sort_values(["mean win rate", "dimensions"], ascending=False)
 
 
@@ -713,8 +717,7 @@ def report_markdown(path: str | os.PathLike | None = None) -> str:
         return "_No model is measured on two or more dimensions in this log yet._\n"
     text = display_table(long, matrix, measures)
     wins = win_rates(matrix, measures)
-    lines = ["# Holistic report (lesson 25)", "",
-             f"{len(matrix)} models measured on MovieLens-100K on at least two of the dimensions "
+    lines = [f"{len(matrix)} models measured on MovieLens-100K on at least two of the dimensions "
              f"{', '.join(DIMENSIONS)}; cells: value [95% CI] (mode).", "",
              results._table(text.reset_index().rename(columns={"index": "model"}), ["model", *text.columns]), "",
              "**Mean win rate** (HELM): per measure the share of other measured models beaten, averaged within "

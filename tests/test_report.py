@@ -190,3 +190,23 @@ def test_registry_covers_the_models_the_notebooks_logged():
     long = R.long_table(R.read_board(log))
     old = long[long["lesson"].str[:2] <= "21"]
     assert R.unregistered(old) == []
+
+
+def test_course_runner_writes_the_report_beside_the_leaderboard(tmp_path, monkeypatch):
+    """``make course`` writes build/report.md from each mode's log (the notebooks' execution is faked here)."""
+    from course_utils import course_runner
+
+    def fake_run(notebook, out_dir, fast):   # what a lesson does: log its rows to $COURSE_RESULTS
+        _partial_log(None)
+        return 0.1, "ok"
+
+    monkeypatch.setattr(course_runner, "run_notebook", fake_run)
+    lessons = tmp_path / "notebooks"
+    lessons.mkdir()
+    (lessons / "01_fake.ipynb").write_text("{}")
+    assert course_runner.main(["--fast", "--only", "01", "--notebooks", str(lessons), "--build",
+                               str(tmp_path / "build")]) == 0
+    report = (tmp_path / "build" / "report.md").read_text()
+    assert "## FAST mode" in report and "## full mode" not in report
+    assert "| EASE |" in report and "| model | mean win rate | dimensions |" in report
+    assert "| EASE |  | 3 |" in report     # alone in every column: no win rate, three dimensions measured
