@@ -59,6 +59,18 @@ def test_llm_simulator_accepts_by_the_rule_without_asking_the_model():
     assert sim.replies([0], [_turn([3, 1])]) == [Reply("The second one, I'll take it!", accept=True)]
 
 
+def test_llm_simulator_keeps_replies_apart_when_one_target_meets_several_managers():
+    # run_dialogues with several managers asks about the same target index once per manager; each
+    # must get the reply to its own turn (a dict keyed by target index used to overwrite the acceptance).
+    from course_utils.hub import load_llm
+
+    model, tokenizer, _ = load_llm("smollm2-135m", verbose=False)
+    sim = LLMSimulator(_items(), [0], [1], model, tokenizer, max_new_tokens=4)
+    shown, missed = sim.replies([0, 0], [_turn([3, 1]), _turn([0, 2])])
+    assert shown == Reply("The second one, I'll take it!", accept=True)
+    assert not missed.accept and missed.text
+
+
 def test_combined_simulator_routes_each_dialogue_to_its_simulator():
     items = _items()
     both = CombinedSimulator([RuleSimulator(items, [0], [2]), RuleSimulator(items, [1, 2], [3, 1])])

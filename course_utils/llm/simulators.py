@@ -149,16 +149,18 @@ class LLMSimulator:
         return self._say([self.persona(int(t), "Hello! What are you looking for today?") for t in self.targets])
 
     def replies(self, indices, turns) -> list:
-        out, ask = {}, []
-        for i, turn in zip(indices, turns):
+        # Keyed by position, not by target index: with several managers in one batch, the same
+        # target index appears once per manager, each with its own system turn.
+        out, ask = [None] * len(indices), []
+        for j, (i, turn) in enumerate(zip(indices, turns)):
             accepted = accept_reply(int(self.targets[i]), turn.items)
             if accepted:
-                out[i] = accepted
+                out[j] = accepted
             else:
-                ask.append((i, self.persona(int(self.targets[i]), turn.text)))
-        for (i, _), text in zip(ask, self._say([m for _, m in ask]) if ask else []):
-            out[i] = Reply(text)
-        return [out[i] for i in indices]
+                ask.append((j, self.persona(int(self.targets[i]), turn.text)))
+        for (j, _), text in zip(ask, self._say([m for _, m in ask]) if ask else []):
+            out[j] = Reply(text)
+        return out
 
 
 def _sentence_end(tokenizer):
