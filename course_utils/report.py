@@ -49,7 +49,7 @@ DIMENSIONS = ("accuracy", "beyond-accuracy", "efficiency", "fairness", "privacy"
 PREFIXES = {"beyond-accuracy": "beyond-accuracy:", "efficiency": "serving cost, 2-core CPU",
             "fairness": "fairness:", "privacy": "privacy:", "robustness": "robustness:"}
 BEYOND_PROTOCOL = "beyond-accuracy: loo-time[file], top-10"
-FAIRNESS_PROTOCOL = "fairness: user gender groups, loo-time[file]"
+FAIRNESS_PROTOCOL = "fairness: user groups, loo-time[file]"  # lesson 23's protocol
 EFFICIENCY_PROTOCOL = "serving cost, 2-core CPU, recomputed in lesson 25"
 ACCURACY = ("ml-100k", "loo-time[file]", "NDCG@10")  # the course protocol every ML-100K lesson shares
 # The headline metric of a protocol without NDCG@10, in this order of preference.
@@ -140,6 +140,7 @@ MODELS = (
     ("MMR re-ranked EASE (λ=0.7)", "06", "ml-100k", "diversified lists"),
     ("MeanFusion (MiniLM, n_recent=2)", "07", "ml-100k", "dense retrieval"),
     ("LearnedFusion (MiniLM, attention)", "07", "ml-100k", "dense retrieval"),
+    ("LearnedFusion (mean pooling)", "07", "ml-100k", "dense retrieval ablation"),
     ("TextHistory (MiniLM, last 10 titles)", "07", "ml-100k", "dense retrieval, 60 users"),
     ("EASE (first stage)", "08", "ml-100k", "first stage"), ("EASE → cross-encoder", "08", "ml-100k", "reranking"),
     ("Dense (first stage)", "08", "ml-100k", "first stage"), ("Dense → cross-encoder", "08", "ml-100k", "reranking"),
@@ -326,26 +327,42 @@ def measures_in(long: pd.DataFrame) -> list[Measure]:
     return found
 
 
+def pick_rows(long: pd.DataFrame, measure: Measure, dataset: str = ACCURACY[0]) -> pd.DataFrame:
+    """The one row per model that stands for ``measure`` in the holistic table (index: model).
+
+    Full-mode rows win over FAST ones. When a model has the measure under several
+    protocols (lesson 23's three shilling attacks, two fairness probes), the *worst*
+    value by the measure's direction is kept, as HELM reports robustness as the
+    worst case over perturbations; its protocol is in the row.
+    """
+    if long.empty:
+        return long.set_index("model")
+    rows = long[(long["dataset"] == dataset) & (long["dimension"] == measure.dimension)
+                & (long["measure"] == measure.metric)]
+    if measure.protocol:
+        rows = rows[rows["protocol"] == measure.protocol]
+    if rows.empty:
+        return rows.set_index("model")
+    rows = rows.assign(_mode=rows["mode"].map({"full": 0, "FAST": 1}).fillna(2),
+                       _good=_goodness(rows["value"], measure.direction))
+    rows = rows.sort_values(["model", "_mode", "_good"], kind="stable")   # best mode first, then worst value
+    return rows.drop_duplicates("model").drop(columns=["_mode", "_good"]).set_index("model")
+
+
 def holistic_matrix(long: pd.DataFrame, dataset: str = ACCURACY[0], min_dimensions: int = 2
                     ) -> tuple[pd.DataFrame, list[Measure], pd.DataFrame]:
     """Models x measures on one dataset (values; NaN = not measured), the measures used, and each cell's mode.
 
     Only models measured on at least ``min_dimensions`` dimensions enter (a holistic
-    comparison needs more than one). When a model has a measure under several
-    protocols (lesson 20's "FAST epochs" and "full epochs"), a full-mode row wins.
+    comparison needs more than one). Each cell is :func:`pick_rows`' row: full mode
+    before FAST, the worst value when several protocols measured the same thing.
     """
     measures = measures_in(long)
-    part = long[long["dataset"] == dataset] if not long.empty else long
-    if not part.empty:
-        part = part.assign(_rank=part["mode"].map({"full": 0, "FAST": 1}).fillna(2)).sort_values("_rank", kind="stable")
     values, modes = {}, {}
     for m in measures:
-        rows = part[(part["dimension"] == m.dimension) & (part["measure"] == m.metric)] if not part.empty else part
-        if m.protocol and not rows.empty:
-            rows = rows[rows["protocol"] == m.protocol]
-        rows = rows.drop_duplicates("model").set_index("model") if not rows.empty else pd.DataFrame(
-            columns=["value", "mode"])
-        values[m.label], modes[m.label] = rows["value"], rows["mode"]
+        rows = pick_rows(long, m, dataset)
+        values[m.label] = rows["value"] if len(rows) else pd.Series(dtype=float)
+        modes[m.label] = rows["mode"] if len(rows) else pd.Series(dtype=object)
     labels = [m.label for m in measures]
     matrix = pd.DataFrame(values, columns=labels).astype(float)
     mode = pd.DataFrame(modes, columns=labels).reindex(matrix.index)
@@ -594,16 +611,19 @@ def efficiency_rows(fits: dict, split, n_single: int = 20, seed: int = 0) -> lis
 
 
 def fairness_rows(per_user: dict, genders, metric: str = "NDCG@10", seed: int = 0) -> list[dict]:
-    """The per-user ``metric`` gap between male and female users (``impact.fairness.group_gap``) per model."""
+    """The per-user ``metric`` gap between female and male users (``impact.fairness.group_gap``) per model.
+
+    Named as lesson 23 names it (``"NDCG@10 gap (F - M)"``), so the log's rows and these line up.
+    """
     from course_utils.impact.fairness import group_gap
 
     rows = []
     for name, values in per_user.items():
-        gap = group_gap(values[metric], genders, "M", "F", seed=seed)
-        label = f"{metric} gap (M - F)"
+        gap = group_gap(values[metric], genders, "F", "M", seed=seed)
+        label = f"{metric} gap (F - M)"
         rows.append(_row(name, FAIRNESS_PROTOCOL, {label: gap.gap, f"{label} CI low": gap.ci_low,
                                                    f"{label} CI high": gap.ci_high, f"{label} p": gap.p},
-                         notes=f"{gap.n_a} male and {gap.n_b} female test users; unpaired bootstrap CI, permutation p"))
+                         notes=f"{gap.n_a} female and {gap.n_b} male test users; unpaired bootstrap CI, permutation p"))
     return rows
 
 
@@ -667,18 +687,13 @@ def _fmt(value: float) -> str:
 
 def display_table(long: pd.DataFrame, matrix: pd.DataFrame, measures: list[Measure]) -> pd.DataFrame:
     """The holistic table as text cells: "value [CI low, CI high]" with the mode, or "not measured"."""
-    out = pd.DataFrame(index=matrix.index, columns=[m.label for m in measures], dtype=object)
+    out = pd.DataFrame("not measured", index=matrix.index, columns=[m.label for m in measures], dtype=object)
     for m in measures:
+        rows = pick_rows(long, m)
         for model in matrix.index:
-            rows = long[(long["model"] == model) & (long["dimension"] == m.dimension) & (long["measure"] == m.metric)
-                        & (long["dataset"] == ACCURACY[0])]
-            if m.protocol:
-                rows = rows[rows["protocol"] == m.protocol]
-            rows = rows.assign(_r=rows["mode"].map({"full": 0, "FAST": 1})).sort_values("_r")
-            if not _finite(matrix.loc[model, m.label]) or rows.empty:
-                out.loc[model, m.label] = "not measured"
+            if model not in rows.index or not _finite(matrix.loc[model, m.label]):
                 continue
-            r = rows.iloc[0]
+            r = rows.loc[model]
             ci = f" [{_fmt(r['CI low'])}, {_fmt(r['CI high'])}]" if _finite(r["CI low"]) else ""
             tag = r["mode"] + (", recomputed" if r["source"] == RECOMPUTED else "")
             out.loc[model, m.label] = f"{_fmt(r['value'])}{ci} ({tag})"

@@ -33,8 +33,8 @@ def test_dimension_of_protocol_prefixes():
     ("NDCG@10", "higher"), ("coverage", "higher"), ("novelty (bits)", "higher"), ("users/s (batched)", "higher"),
     ("p50 ms (1 user)", "lower"), ("exposure Gini", "lower"), ("train CPU s", "lower"), ("MFLOP per user", "lower"),
     ("g CO2e per 1M users served", "lower"), ("attack success rate", "lower"), ("peak MB torch", "lower"),
-    ("NDCG@10 gap (M - F)", "zero"), ("target rank shift", "zero"), ("popularity lift", "zero"),
-    ("membership AUC", "half"), ("NDCG@10 gap (M - F) CI low", None), ("AUC CI high", None), ("p", None),
+    ("NDCG@10 gap (F - M)", "zero"), ("target rank shift", "zero"), ("popularity lift", "zero"),
+    ("membership AUC", "half"), ("NDCG@10 gap (F - M) CI low", None), ("AUC CI high", None), ("p", None),
     ("target HR@10 before", None)])
 def test_metric_direction(name, direction):
     assert R.metric_direction(name) == direction
@@ -210,3 +210,34 @@ def test_course_runner_writes_the_report_beside_the_leaderboard(tmp_path, monkey
     assert "## FAST mode" in report and "## full mode" not in report
     assert "| EASE |" in report and "| model | mean win rate | dimensions |" in report
     assert "| EASE |  | 3 |" in report     # alone in every column: no win rate, three dimensions measured
+
+
+def test_registry_holds_every_literal_model_name_the_notebooks_log():
+    """`log_result("X", ...)`, `evaluate_and_log("X", ...)`, `train_seeds("X", ...)` in any lesson: X is registered."""
+    import json
+    import re
+
+    pattern = re.compile(r'(?:log_result|evaluate_and_log|train_seeds)\(\s*"([^"{}]+)"')
+    registered = set(R.registry()["model"])
+    found = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for name in pattern.findall(source):
+            found.setdefault(name, path.stem)
+    assert found, "the pattern found no literal model names: has the logging API changed?"
+    missing = {name: lesson for name, lesson in found.items() if name not in registered}
+    assert not missing, f"add these to report.MODELS: {missing}"
+
+
+def test_several_protocols_for_one_measure_keep_the_worst_case(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    path = tmp_path / "results.jsonl"
+    _partial_log(path)
+    for attack, shift in (("random", 100.0), ("bandwagon", -250.0), ("average", 30.0)):
+        _log(path, "EASE", {"target rank shift": shift}, f"robustness: shilling attack, {attack}", lesson="23_x")
+    long = R.long_table(R.read_board(path))
+    matrix, measures, _ = R.holistic_matrix(long)
+    assert matrix.loc["EASE", "robustness: target rank shift"] == -250.0     # furthest from 0: the worst case
+    picked = R.pick_rows(long, next(m for m in measures if m.metric == "target rank shift"))
+    assert picked.loc["EASE", "protocol"] == "robustness: shilling attack, bandwagon"
