@@ -5,8 +5,9 @@ from scipy import stats
 
 import pandas as pd
 
-from course_utils.impact.fairness import (GroupGap, group_gap, jaccard_at_k, list_similarity, prag_at_k,
-                                          provider_exposure, sensitivity_test, serp_at_k)
+from course_utils.impact.fairness import (GroupGap, attribute_messages, attribute_scores, group_gap, jaccard_at_k,
+                                          list_similarity, prag_at_k, provider_exposure, sensitivity_test, serp_at_k,
+                                          top_k_columns)
 
 
 # ---------------------------------------------------------------- group_gap
@@ -195,3 +196,53 @@ def test_sensitivity_sentence_when_every_value_is_equal():
     t = sensitivity_test(pd.DataFrame({"x": [1.0, 0.5], "y": [1.0, 0.5]}), "gender", n_perm=200)
     assert t.snsr == 0 and t.p == 1.0
     assert t.sentence().case == "no evidence" and "every value gives the same mean" in t.sentence().text
+
+
+# ---------------------------------------------------------------- the LLM with and without a sensitive sentence
+def test_attribute_messages_place_the_sentence_after_the_history():
+    neutral = attribute_messages(["Heat", "Fargo"])
+    woman = attribute_messages(["Heat", "Fargo"], "I am a woman.")
+    assert neutral[0]["role"] == "system" and "About me" not in neutral[1]["content"]
+    text = woman[1]["content"]
+    assert text.index("Fargo") < text.index("About me: I am a woman.") < text.index("Which movie")
+    assert text.startswith(neutral[1]["content"].split("Which movie")[0])   # the variants share their start
+    with pytest.raises(ValueError, match="non-empty list of titles"):
+        attribute_messages([])
+    with pytest.raises(ValueError, match="non-empty sentence or None"):
+        attribute_messages(["Heat"], "  ")
+
+
+def test_top_k_columns_by_hand():
+    np.testing.assert_array_equal(top_k_columns([[0.1, 0.9, 0.5], [2.0, 2.0, 1.0]], 2), [[1, 2], [0, 1]])
+    with pytest.raises(ValueError, match="0 < k <= n_candidates"):
+        top_k_columns([[0.1, 0.2]], 3)
+
+
+@pytest.fixture(scope="module")
+def llm():
+    from course_utils.hub import load_llm
+
+    model, tokenizer, _ = load_llm(verbose=False)
+    return model, tokenizer
+
+
+def test_attribute_scores_equal_each_prompt_scored_alone(llm, movielens):
+    from course_utils.llm.prompting import movie_titles, render_chat
+    from course_utils.llm.ranking import score_candidates
+
+    model, tokenizer = llm
+    titles = movie_titles(movielens.items)
+    histories = [[titles[i] for i in (0, 49, 180)], [titles[i] for i in (120, 7)]]
+    candidates = [[titles[i] for i in (300, 301)], [titles[i] for i in (400, 401)]]
+    sentences = {"neutral": None, "woman": "I am a woman."}
+    scores = attribute_scores(model, tokenizer, histories, candidates, sentences)
+    assert set(scores) == set(sentences) and scores["neutral"].shape == (2, 2)
+    for name, about in sentences.items():       # the shared-prefix cache changes nothing
+        for row in range(2):
+            prompt = render_chat(tokenizer, attribute_messages(histories[row], about))
+            alone = score_candidates(model, tokenizer, prompt, candidates[row], "mean", method="naive")
+            np.testing.assert_allclose(scores[name][row], alone, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="one candidate list per history"):
+        attribute_scores(model, tokenizer, histories, candidates[:1], sentences)
+    with pytest.raises(ValueError, match="at least two prompt variants"):
+        attribute_scores(model, tokenizer, histories, candidates, {"neutral": None})
