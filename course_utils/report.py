@@ -740,3 +740,29 @@ def report_markdown(path: str | os.PathLike | None = None) -> str:
              results._table(wins.round(3).reset_index().rename(columns={"index": "model"}),
                             ["model", *wins.columns])]
     return "\n".join(lines)
+
+
+def accuracy_by_task(long: pd.DataFrame) -> pd.DataFrame:
+    """Every model's accuracy on its own task, named by its metric: model, lesson, dataset, protocol, metric, cell.
+
+    The holistic matrix compares models on the shared MovieLens-100K protocol; this table
+    keeps everything else (fashion-shop tasks, LLM rankers on 20 candidates, captioning,
+    dialogues), one row per model and protocol, full mode preferred.
+    """
+    columns = ["model", "lesson", "dataset", "protocol", "metric", "better", "value", "mode"]
+    if long.empty:
+        return pd.DataFrame(columns=columns)
+    rows = long[long["dimension"] == "accuracy"].copy()
+    rows["_mode"] = rows["mode"].map({"full": 0, "FAST": 1}).fillna(2)
+    rows = rows.sort_values(["dataset", "protocol", "_mode", "value"], ascending=[True, True, True, False])
+    rows = rows.drop_duplicates(["model", "dataset", "protocol"])
+    ci = [f" [{_fmt(lo)}, {_fmt(hi)}]" if _finite(lo) else "" for lo, hi in zip(rows["CI low"], rows["CI high"])]
+    rows["value"] = [f"{_fmt(v)}{c}" for v, c in zip(rows["value"], ci)]
+    rows["better"] = rows["direction"].map({"higher": "higher", "lower": "lower", "zero": "closer to 0",
+                                            "half": "closer to 0.5"})
+    return rows.rename(columns={"measure": "metric"})[columns].reset_index(drop=True)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table (the leaderboard's own formatting; no extra dependency)."""
+    return results._table(frame, list(frame.columns))

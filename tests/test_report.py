@@ -241,3 +241,18 @@ def test_several_protocols_for_one_measure_keep_the_worst_case(tmp_path, monkeyp
     assert matrix.loc["EASE", "robustness: target rank shift"] == -250.0     # furthest from 0: the worst case
     picked = R.pick_rows(long, next(m for m in measures if m.metric == "target rank shift"))
     assert picked.loc["EASE", "protocol"] == "robustness: shilling attack, bandwagon"
+
+
+def test_accuracy_by_task_names_each_tasks_metric(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    path = tmp_path / "results.jsonl"
+    _partial_log(path)
+    _log(path, "ConvRec: full", {"success rate": 0.7, "success rate CI low": 0.6, "success rate CI high": 0.8},
+         "conversational, 60 dialogues", lesson="13_conversational", dataset="fashion-shop")
+    _log(path, "explainer", {"hallucination rate": 0.2}, "explanations", lesson="11_rag", dataset="fashion-shop")
+    table = R.accuracy_by_task(R.long_table(R.read_board(path))).set_index("model")
+    assert table.loc["ConvRec: full", "metric"] == "success rate"
+    assert table.loc["ConvRec: full", "value"] == "0.700 [0.600, 0.800]"
+    assert table.loc["explainer", "better"] == "lower"
+    assert table.loc["EASE", "metric"] == "NDCG@10"
+    assert R.accuracy_by_task(R.long_table(R.read_board(tmp_path / "empty.jsonl"))).empty
