@@ -512,3 +512,361 @@ def encoder_query_costs(encoder, texts, batch_size: int = 64, warmup: int = 2) -
     return {"single": latency_summary(single), "users_per_second": len(texts) / batched.wall_seconds,
             "seconds_per_user": batched.wall_seconds / len(texts), "flops": flops, "peak_bytes": peak,
             "params": int(sum(p.numel() for p in encoder.parameters()))}
+
+
+# --- the rest of the course: training steps and cost probes -----------------------------------
+
+def time_steps(run_steps: Callable[[int], object], n_steps: int = 3, warmup: int = 1) -> dict:
+    """Seconds per optimisation step of a trainer, timed over ``n_steps`` real steps after ``warmup``.
+
+    ``run_steps(n)`` must run exactly ``n`` optimisation steps (the lesson's own trainer on real
+    batches). The warm-up call pays the one-off costs (first backward, allocator, caches) and is not
+    timed. Per-step figures are the timed call's seconds divided by ``n_steps``; whatever the trainer
+    does once per call (building its optimiser) is spread over the steps, so a few steps slightly
+    overstate the cost of one.
+    """
+    for name, value, low in (("n_steps", n_steps, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not callable(run_steps):
+        raise ValueError("run_steps must be a function of the number of steps")
+    if warmup:
+        run_steps(int(warmup))
+    run = timed(run_steps, int(n_steps))
+    return {"seconds_per_step": run.wall_seconds / n_steps, "cpu_seconds_per_step": run.cpu_seconds / n_steps,
+            "steps_timed": int(n_steps), "warmup_steps": int(warmup)}
+
+
+def training_estimate(timing: dict, total_steps: int) -> dict:
+    """Training cost extrapolated from :func:`time_steps`: seconds per step × the lesson's step count.
+
+    >>> training_estimate({"seconds_per_step": 0.5, "cpu_seconds_per_step": 0.75}, 40)["wall_seconds"]
+    20.0
+    """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+    missing = {"seconds_per_step", "cpu_seconds_per_step"} - set(timing)
+    if missing:
+        raise ValueError(f"timing lacks {sorted(missing)}: pass the dict time_steps returns")
+    per_wall, per_cpu = float(timing["seconds_per_step"]), float(timing["cpu_seconds_per_step"])
+    if not (np.isfinite(per_wall) and np.isfinite(per_cpu)) or per_wall < 0 or per_cpu < 0:
+        raise ValueError(f"per-step seconds must be finite and non-negative, got {per_wall}, {per_cpu}")
+    return {"wall_seconds": per_wall * total_steps, "cpu_seconds": per_cpu * total_steps, "steps": int(total_steps)}
+
+
+@dataclass
+class CostProbe:
+    """One course model, built at its lesson's configuration, with the calls that cost it.
+
+    ``stages``: {stage: (run_steps, total_steps)}; ``run_steps(n)`` runs n real optimisation steps with the
+    lesson's trainer, ``total_steps`` is the number the lesson runs in this mode (most models have one stage).
+    ``query(i)``: serve query i alone (one ``unit``); ``batch()``: serve ``batch_size`` queries at once.
+    ``params``/``trainable``: all parameters the model runs on / those its training updates (the rest is a
+    frozen pretrained part).
+    """
+
+    name: str
+    lesson: str
+    dataset: str
+    unit: str
+    params: int
+    trainable: int
+    stages: dict
+    query: Callable[[int], object]
+    batch: Callable[[], object]
+    batch_size: int
+    note: str = ""
+    measure: Callable[[int], object] | None = None   # what FLOPs and memory are counted on; None: ``query``
+
+
+def profile_probe(probe: CostProbe, n_steps: int = 3, n_queries: int = 10, warmup: int = 1,
+                  warm_batch: bool = True) -> dict:
+    """Every cost of one :class:`CostProbe` as one table row; the training figures are estimates from
+    ``n_steps`` timed steps per stage (summed over the stages), after ``warmup`` untimed steps.
+
+    Serving: one query under the FLOP counter and one under the memory profiler (``probe.measure`` when
+    given; untimed, they also warm the model up), ``n_queries`` timed queries one at a time, then one
+    timed batch (after an untimed warm-up batch when ``warm_batch``). With ``warmup=0`` the first step
+    carries its one-off costs, as it does in a lesson's own run.
+    """
+    if isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer)) or n_queries < 1:
+        raise ValueError(f"n_queries must be a positive integer, got {n_queries!r}")
+    if not probe.stages:
+        raise ValueError(f"{probe.name}: no training stage given")
+    wall = cpu = 0.0
+    total = 0
+    for run_steps, lesson_steps in probe.stages.values():
+        estimate = training_estimate(time_steps(run_steps, n_steps, warmup), lesson_steps)
+        wall, cpu, total = wall + estimate["wall_seconds"], cpu + estimate["cpu_seconds"], total + lesson_steps
+    measure = probe.measure or probe.query
+    _, flops = count_flops(measure, 0)          # untimed calls, which also warm the model up
+    _, peak = torch_profiler_peak(measure, 0)
+    single = latency_summary([timed(probe.query, i).wall_seconds for i in range(n_queries)])
+    if warm_batch:
+        probe.batch()
+    batched = timed(probe.batch)
+    return {"model": probe.name, "lesson": probe.lesson, "dataset": probe.dataset, "unit": probe.unit,
+            "params": int(probe.params), "trainable params": int(probe.trainable),
+            "trainable share": probe.trainable / probe.params,
+            "s per step": wall / total, "steps timed": n_steps * len(probe.stages), "lesson steps": int(total),
+            "est. train wall s": wall, "est. train CPU s": cpu,
+            "p50 ms (1 query)": 1e3 * single["p50"], "p95 ms (1 query)": 1e3 * single["p95"],
+            "ms per query (batched)": 1e3 * batched.wall_seconds / probe.batch_size,
+            "queries/s (batched)": probe.batch_size / batched.wall_seconds,
+            "CPU s per query (batched)": batched.cpu_seconds / probe.batch_size,
+            "peak MB torch": peak / 1e6, "MFLOP per query": flops / 1e6 if flops else float("nan"),
+            "note": probe.note}
+
+
+def _n_params(*modules) -> tuple[int, int]:
+    params = {id(p): p for m in modules for p in m.parameters()}.values()
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def cross_encoder_probe(split, documents, titles, first_stage, encoder, *, fast: bool, seed: int = 0,
+                        name: str = "Dense → cross-encoder", serve_batch: int = 8) -> CostProbe:
+    """Lesson 08: MiniLM cross-encoder, BCE fine-tuning (8 steps of 16 pairs FAST, 96 of 32 full); a query is one
+    user whose first stage's top 50 are scored (50 pairs, max 64 tokens each)."""
+    from course_utils.llm import cross_encoders as ce
+
+    (n_steps, batch_size), top_k = ((8, 16) if fast else (96, 32)), 50
+    cross, _ = ce.load_cross_encoder("minilm", max_length=64, seed=seed, text_encoder=encoder, verbose=False)
+    rng = np.random.default_rng(seed)
+    pairs = ce.sample_training_pairs(split, documents, titles, {"first stage": first_stage}, 4 * batch_size, rng)
+    history = split.history("test")
+    users = rng.choice(split.n_users, 64, replace=False)
+    blocks = np.argsort(-first_stage.score(users, history), axis=1)[:, :top_k]
+    texts = ce.user_texts(users, history, titles, 5)
+    docs = np.asarray(documents, dtype=object)
+    pair_queries = lambda rows: [texts[r] for r in rows for _ in range(top_k)]
+    params, _ = _n_params(cross.model)
+    trainable = params - cross.model.get_input_embeddings().weight.numel()   # the lesson freezes the word table
+    return CostProbe(name, "08_cross_encoders", "ml-100k", "user", params, trainable,
+                     {"fine-tuning": (lambda n: ce.train_cross_encoder(cross, pairs, n, batch_size, 5e-5, seed=seed),
+                                      n_steps)},
+                     lambda i: ce.pair_logits(cross, pair_queries([i % len(users)]), docs[blocks[i % len(users)]]),
+                     lambda: ce.pair_logits(cross, pair_queries(range(serve_batch)), docs[blocks[:serve_batch].ravel()]),
+                     serve_batch,
+                     "a user = the first stage's top 50 as 50 (user text, item text) pairs; the first stage (EASE here) not included")
+
+
+def lora_probes(split, items, llm, tokenizer, *, fast: bool, seed: int = 0, serve_batch: int = 8) -> list[CostProbe]:
+    """Lesson 10: LoRA (r 8, q/v of the top 4 of 30 layers) trained from cached lower-layer states, and the soft
+    prompt (16 vectors) trained through the whole model; a query is one (user, movie) yes/no pair, a full pass."""
+    from course_utils.llm import tuning as tu
+
+    rng = np.random.default_rng(seed)
+    n_lora, n_soft, batch = (8, 4, 8) if fast else (256, 64, 8)
+    users = tu.balanced_users(split, "valid", 8, rng)
+    pairs = tu.yes_no_pairs(split, items, "valid", users)
+    prompts = [tu.chat_prompt(tokenizer, text) for text in pairs["instruction"]]
+    labels = pairs["label"].to_numpy()
+    lora = tu.add_lora(llm, r=8, top_layers=4, seed=seed)
+    lora_batch = min(batch, n_lora)
+    states = tu.lower_layer_states(llm, tokenizer, prompts[:lora_batch], 4)
+    soft = tu.add_soft_prompt(llm, tokenizer, n_virtual_tokens=16)
+    soft_batch = min(batch, n_soft)
+    answers = ["Yes" if y else "No" for y in labels]
+    probes = []
+    for model, name, size, run, b in (
+            (lora, f"LoRA, {n_lora} examples", n_lora,
+             lambda n: tu.fit_from_states(lora, tokenizer, states * n, np.tile(labels[:lora_batch], n), 4,
+                                          batch_size=lora_batch, lr=2e-3, seed=seed), lora_batch),
+            (soft, f"soft prompt, {n_soft} examples", n_soft,
+             lambda n: tu.fit_on_targets(soft, tokenizer, prompts[:soft_batch] * n, answers[:soft_batch] * n,
+                                         batch_size=soft_batch, lr=3e-3, seed=seed), soft_batch)):
+        counts = tu.trainable_parameters(model)
+        probes.append(CostProbe(
+            name, "10_tuning_llms", "ml-100k", "pair", counts["total"], counts["trainable"],
+            {"tuning": (run, int(np.ceil(size / b)))}, lambda i, m=model: tu.score_yes_no(m, tokenizer, [prompts[i % len(prompts)]]),
+            lambda m=model: tu.score_yes_no(m, tokenizer, prompts[:serve_batch], batch_size=serve_batch), serve_batch,
+            ("steps on the top 4 layers only; the lower 26 run once per example to cache their states"
+             if "LoRA" in name else "every step runs the whole frozen model forwards and backwards")))
+    return probes
+
+
+def lit_probe(shop, *, fast: bool, name: str = "fashion-lit image profile"):
+    """Lesson 14: LiT (small ViT + locked MiniLM, open_clip), 12 epochs FAST / 25 full of batch 256 over the 2,400
+    training products; a query is one new product's image encoded. Returns the probe and the untrained model."""
+    from course_utils.multimodal import clip as clip_mod
+
+    config = clip_mod.default_config(fast)
+    model = clip_mod.build_lit_model(config)
+    train_items, _ = clip_mod.product_split(config, pd_codes(shop))
+    captions = clip_mod.captions_of(shop.items, config)
+    batch = config["batch_size"]
+    sub = train_items[:batch]
+    total = config["epochs"] * int(np.ceil(len(train_items) / batch))
+    params, trainable = _n_params(model)
+    images = shop.images
+    probe = CostProbe(
+        name, "14_contrastive_clip", "fashion-shop", "image", params, trainable,
+        {"contrastive": (lambda n: clip_mod.train_clip(model, images[sub], [captions[i] for i in sub],
+                                                        {**config, "epochs": n}, device="cpu"), total)},
+        lambda i: clip_mod.encode_images(model, images[i:i + 1]),
+        lambda: clip_mod.encode_images(model, images[:256]), 256,
+        "the locked MiniLM runs once per caption, outside the steps; serving encodes images only")
+    return probe, model, config
+
+
+def pd_codes(shop) -> np.ndarray:
+    """The shop's category labels as the integer codes lesson 14's product split uses."""
+    import pandas as pd
+
+    from course_utils.data.fashion_mnist import CLASS_NAMES
+    return pd.Categorical(shop.items["category"], categories=CLASS_NAMES).codes.astype(np.int64)
+
+
+def albef_probe(shop, encoder, *, fast: bool, seed: int = 0, name: str = "ALBEF fused") -> CostProbe:
+    """Lesson 15: ALBEF (CNN image encoder, 2-layer text BERT, 1 fusion layer, dim 64), ITC + ITM + MLM, 3 epochs
+    FAST / 8 full of batch 64 over 2,400 products; a query is one product's fused embedding (both towers + fusion)."""
+    import torch
+
+    from course_utils.multimodal import fusion
+
+    captions = fusion.product_captions(shop.items)
+    order = np.random.default_rng(seed).permutation(shop.n_items)
+    warm = np.sort(order[int(0.2 * shop.n_items):])
+    words = fusion.CaptionTokenizer(encoder.tokenizer, [captions[i] for i in warm])
+    tokens, pixels = words(captions), fusion.image_tensor(shop.images)
+    config = fusion.AlbefConfig(vocab_size=words.vocab_size, dim=64, text_layers=2, fusion_layers=1,
+                                max_length=tokens["input_ids"].shape[1])
+    torch.manual_seed(seed)
+    model = fusion.ALBEF(config, words.mask_token_id, words.pad_token_id)
+    sub = warm[:64]
+    sub_tokens = {k: v[sub] for k, v in tokens.items()}
+    groups = fusion.visual_groups(shop.items)
+    total = (3 if fast else 8) * int(np.ceil(len(warm) / 64))
+    params, trainable = _n_params(model)
+    encode = lambda rows: fusion.fused_embedding(model, fusion.encode_items(model, pixels[rows],
+                                                                            {k: v[rows] for k, v in tokens.items()}))
+    return CostProbe(name, "15_fusion_albef", "fashion-shop", "product", params, trainable,
+                     {"ITC+ITM+MLM": (lambda n: fusion.fit_albef(model, pixels[sub], sub_tokens, n, 64, 1e-3,
+                                                                 groups[sub], seed), total)}, lambda i: encode(np.array([i])), lambda: encode(np.arange(256)), 256,
+                     "serving: one product through both towers and the fusion layer; profiles are means of these")
+
+
+def mvae_probe(shop, split, text_vectors, *, fast: bool, seed: int = 0,
+               name: str = "Multimodal Mult-VAE (PoE, InfoNCE λ=30)", contrast_weight: float = 30.0) -> CostProbe:
+    """Lesson 16: the item VAE (images + MiniLM text vectors, 4 epochs FAST / 15 full of batch 256 over 3,000 items)
+    then the user Mult-VAE on the items' posteriors (6 epochs FAST / up to 60 full, batch 64 over 500 users,
+    early stopping); a query is one user scored over the catalogue."""
+    import torch
+
+    from course_utils.multimodal import mvae
+
+    item_epochs, rec_epochs = (4, 6) if fast else (15, 60)
+    torch.manual_seed(seed)
+    vae = mvae.TwoModalityVAE(text_vectors.shape[1], 16, channels=8)
+    images = shop.images
+    sub = np.arange(256)
+    experts = mvae.item_experts(vae, images, text_vectors)
+    mu, logvar = mvae.combine_experts(*experts)
+    X = split.train_matrix()
+    rec = mvae.MultimodalMultVAE(mu, logvar, seed=seed, n_epochs=1, patience=3, lr=1e-2, batch_size=64)
+    rec.fit(X[:64])
+
+    def item_run(n):   # one epoch over 256 items = one step of batch 256
+        mvae.train_item_vae(vae, images[sub], text_vectors[sub], contrast_weight=contrast_weight, n_epochs=n,
+                            lr=3e-3, temperature=8.0, seed=seed)
+
+    def rec_run(n):    # one epoch over 64 users = one step of batch 64
+        rec.n_epochs = n
+        rec.fit(X[:64])
+
+    item_steps = item_epochs * int(np.ceil(shop.n_items / 256))
+    rec_steps = rec_epochs * int(np.ceil(split.n_users / 64))
+    history = split.history("test")
+    params = sum(p.numel() for p in vae.parameters()) + sum(p.numel() for p in rec.net_.parameters())
+    return CostProbe(name, "16_multimodal_vae", "fashion-shop", "user", params, params,
+                     {"item VAE": (item_run, item_steps), "user Mult-VAE": (rec_run, rec_steps)},
+                     lambda i: rec.score(np.array([i]), history),
+                     lambda: rec.score(np.arange(split.n_users), history), split.n_users,
+                     f"two stages: {item_steps} item-VAE steps, then up to {rec_steps} user steps (early stopping "
+                     "may end sooner: the estimate is an upper bound)")
+
+
+def unet_probe(shop, *, fast: bool, seed: int = 0, guidance: float = 1.0,
+               name: str = "Conditional UNet + CFG (w=1)") -> CostProbe:
+    """Lesson 17: a diffusers UNet2DModel with category/tone embeddings (12×12, 240 steps of 24 FAST; 16×16, 1,000
+    steps of 32 full); a query is one generated image: DDIM 10 steps FAST / 20 full, two UNet passes per step
+    under classifier-free guidance (one when w = 0)."""
+    import torch
+
+    from course_utils.multimodal import image_diffusion as D
+
+    size, steps, batch, ddim = (12, 240, 24, 10) if fast else (16, 1000, 32, 20)
+    category = torch.as_tensor(shop.item_features[:, :10].argmax(1))
+    tone = torch.as_tensor(shop.item_features[:, 10:13].argmax(1))
+    images = D.to_model_space(shop.images, size)
+    torch.manual_seed(seed)
+    unet = D.ConditionalUNet(size, (16, 32))
+    scheduler = D.make_scheduler()
+    params, trainable = _n_params(unet)
+    requests = torch.arange(10).repeat(2)
+    return CostProbe(name, "17_diffusion_generation", "fashion-shop", "image", params, trainable,
+                     {"denoising": (lambda n: D.train_diffusion(unet, images, category, tone, n_steps=n, batch_size=batch,
+                                                                lr=4e-3, p_uncond=0.15, seed=seed, scheduler=scheduler),
+                                    steps)},
+                     lambda i: D.generate(unet, requests[i:i + 1], guidance=guidance, n_steps=ddim, seed=seed,
+                                          scheduler=scheduler),
+                     lambda: D.generate(unet, requests, guidance=guidance, n_steps=ddim, seed=seed, scheduler=scheduler),
+                     len(requests), f"DDIM {ddim} steps × {1 if guidance == 0 else 2} UNet passes per image")
+
+
+def connector_probe(shop, clip, llm, tokenizer, *, fast: bool, seed: int = 0,
+                    name: str = "LLaVA-style connector (mlp)", serve_batch: int = 8) -> CostProbe:
+    """Lesson 18: the LLaVA-1.5 MLP projector between lesson 14's LiT vision tower and the frozen SmolLM2
+    (6 steps FAST / 40 full of batch 8, caption loss through the whole LLM); a query is one greedy caption
+    (6 new tokens) of one image."""
+    import torch
+
+    from course_utils.data.fashion_shop import NOUN
+    from course_utils.multimodal import connector as C
+
+    config = C.default_config("mlp", fast)
+    items = np.arange(16)
+    features = C.visual_features(clip, shop.images[items], grid=config["grid"])
+    titles = shop.items["title"].to_numpy()[items]
+    words = [NOUN[c] for c in shop.items["category"].to_numpy()[items]]
+    captions = [C.training_caption(w, t) for w, t in zip(words, titles)]
+    torch.manual_seed(config["seed"])
+    projector = C.make_projector("mlp", features.shape[-1], llm.config.hidden_size)
+    C.freeze(llm)
+    params = C.n_trainable(projector) + sum(p.numel() for p in llm.parameters()) \
+        + sum(p.numel() for p in clip.visual.parameters())
+    b = config["batch_size"]
+    prompt, embed = C.prompt_embeddings(llm, tokenizer, config["prompt"]), llm.get_input_embeddings()
+    targets = C.tokenize_captions(tokenizer, captions)
+
+    @torch.no_grad()
+    def forward_once(i):   # one pass over prompt, image and a 6-token caption: the matrix products of cached decoding
+        i = i % len(items)
+        batch = C.assemble_inputs(projector(features[i:i + 1]), prompt, [targets[i][:5]], embed,
+                                  tokenizer.eos_token_id, tokenizer.pad_token_id)
+        return llm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"], logits_to_keep=6)
+
+    return CostProbe(name, "18_multimodal_llm", "fashion-shop", "caption", params, C.n_trainable(projector),
+                     {"caption loss": (lambda n: C.train_projector(projector, llm, tokenizer, features[:b], captions[:b],
+                                                                   {**config, "steps": n}), config["steps"])},
+                     lambda i: C.describe(llm, tokenizer, projector, features[i % len(items):i % len(items) + 1],
+                                          max_new_tokens=6),
+                     lambda: C.describe(llm, tokenizer, projector, features[:serve_batch], max_new_tokens=6),
+                     serve_batch,
+                     "up to 6 new tokens per caption, greedy; the vision tower runs once per image (counted in the parameters, "
+                     "not in the per-query time); FLOPs and memory of one pass over prompt, image and 6 caption tokens "
+                     "(what cached decoding multiplies)", measure=forward_once)
+
+
+def logged_run(results, lesson: str, prefix: str, default: str, fast: bool) -> tuple[str, float]:
+    """(model name, logged train_seconds) of ``lesson``'s leaderboard row whose name starts with ``prefix`` in
+    this mode (the latest); ``(default, nan)`` when the lesson has not logged one."""
+    if results is None or len(results) == 0 or "lesson" not in results:
+        return default, float("nan")
+    rows = results[(results["lesson"] == lesson) & (results["mode"] == ("FAST" if fast else "full"))
+                   & results["model"].astype(str).str.startswith(prefix)]
+    if rows.empty:
+        return default, float("nan")
+    row = rows.sort_values("logged_at").iloc[-1]
+    seconds = row.get("train_seconds")
+    return str(row["model"]), float("nan") if seconds is None or not np.isfinite(seconds) else float(seconds)

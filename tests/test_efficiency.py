@@ -186,3 +186,109 @@ def test_scaling_tables_on_a_tiny_catalogue():
     assert [r["L"] for r in seq] == [4, 8]
     assert seq[1]["counted train GFLOP"] > seq[0]["counted train GFLOP"]
     assert seq[1]["attention GFLOP (analytic, forward)"] == pytest.approx(4 * seq[0]["attention GFLOP (analytic, forward)"])
+
+
+# --- section 4b: timed training steps and cost probes ------------------------------------------
+
+def _tiny_trainer():
+    torch.manual_seed(0)
+    frozen, head = torch.nn.Linear(4, 3, bias=False), torch.nn.Linear(3, 2, bias=False)
+    frozen.requires_grad_(False)
+    x, y = torch.randn(16, 4), torch.randn(16, 2)
+    optimiser = torch.optim.SGD(head.parameters(), lr=0.1)
+    calls = []
+
+    def run_steps(n):
+        calls.append(n)
+        for _ in range(n):
+            loss = torch.nn.functional.mse_loss(head(frozen(x)), y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return frozen, head, x, run_steps, calls
+
+
+def test_time_steps_runs_the_warmup_then_the_timed_steps():
+    _, head, _, run_steps, calls = _tiny_trainer()
+    before = head.weight.detach().clone()
+    timing = E.time_steps(run_steps, n_steps=3, warmup=1)
+    assert calls == [1, 3] and timing["steps_timed"] == 3 and timing["warmup_steps"] == 1
+    assert not torch.equal(before, head.weight)            # real optimisation steps happened
+    assert timing["seconds_per_step"] > 0 and timing["cpu_seconds_per_step"] >= 0
+    calls.clear()
+    E.time_steps(run_steps, n_steps=2, warmup=0)
+    assert calls == [2]
+
+
+def test_time_steps_divides_by_the_number_of_steps():
+    import time as clock
+    timing = E.time_steps(lambda n: clock.sleep(0.02 * n), n_steps=3, warmup=0)
+    assert 0.02 <= timing["seconds_per_step"] < 0.05        # 0.06 s over 3 steps, plus call overhead
+    assert timing["cpu_seconds_per_step"] < timing["seconds_per_step"]   # sleeping costs no CPU
+
+
+def test_training_estimate_is_seconds_per_step_times_steps():
+    estimate = E.training_estimate({"seconds_per_step": 0.5, "cpu_seconds_per_step": 0.25}, 40)
+    assert estimate == {"wall_seconds": 20.0, "cpu_seconds": 10.0, "steps": 40}
+    assert E.training_estimate({"seconds_per_step": 1.5, "cpu_seconds_per_step": 3.0}, 1)["cpu_seconds"] == 3.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_steps": 0}, "n_steps"), ({"n_steps": 1.5}, "n_steps"), ({"n_steps": True}, "n_steps"),
+    ({"warmup": -1}, "warmup"), ({"warmup": 0.5}, "warmup")])
+def test_time_steps_refuses_bad_counts(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        E.time_steps(lambda n: None, **kwargs)
+
+
+def test_time_steps_and_estimate_refuse_bad_inputs():
+    with pytest.raises(ValueError, match="function"):
+        E.time_steps("train", 2)
+    good = {"seconds_per_step": 1.0, "cpu_seconds_per_step": 1.0}
+    for steps in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="total_steps"):
+            E.training_estimate(good, steps)
+    with pytest.raises(ValueError, match="lacks"):
+        E.training_estimate({"seconds_per_step": 1.0}, 10)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        E.training_estimate({"seconds_per_step": -1.0, "cpu_seconds_per_step": 1.0}, 10)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        E.training_estimate({"seconds_per_step": 1.0, "cpu_seconds_per_step": float("nan")}, 10)
+
+
+def test_profile_probe_on_a_tiny_model_with_a_frozen_part():
+    frozen, head, x, run_steps, calls = _tiny_trainer()
+    total, trainable = E._n_params(frozen, head)
+    assert (total, trainable) == (4 * 3 + 3 * 2, 3 * 2)
+    probe = E.CostProbe("tiny", "00_test", "toy", "row", total, trainable, {"sgd": (run_steps, 50)},
+                        lambda i: head(frozen(x[i % 16:i % 16 + 1])), lambda: head(frozen(x)), 16, "a note")
+    row = E.profile_probe(probe, n_steps=2, n_queries=4, warmup=1)
+    assert calls == [1, 2]
+    assert row["lesson steps"] == 50 and row["steps timed"] == 2 and row["trainable share"] == pytest.approx(6 / 18)
+    assert row["est. train wall s"] == pytest.approx(50 * row["s per step"])
+    # FlopCounterMode on one query: a (1×4)(4×3) and a (1×3)(3×2) product, 2mkn each.
+    assert row["MFLOP per query"] * 1e6 == pytest.approx(E.matmul_flops(1, 4, 3) + E.matmul_flops(1, 3, 2))
+    assert row["p95 ms (1 query)"] >= row["p50 ms (1 query)"] > 0
+    assert row["queries/s (batched)"] == pytest.approx(1e3 / row["ms per query (batched)"])
+    two = E.CostProbe("two", "00_test", "toy", "row", total, trainable, {"a": (run_steps, 10), "b": (run_steps, 30)},
+                      probe.query, probe.batch, 16)
+    row = E.profile_probe(two, n_steps=1, n_queries=1, warmup=0)
+    assert row["lesson steps"] == 40 and row["steps timed"] == 2
+    with pytest.raises(ValueError, match="n_queries"):
+        E.profile_probe(probe, n_queries=0)
+    with pytest.raises(ValueError, match="no training stage"):
+        E.profile_probe(E.CostProbe("none", "00", "toy", "row", 1, 1, {}, probe.query, probe.batch, 1))
+
+
+def test_logged_run_finds_the_latest_row_of_the_mode_by_prefix():
+    import pandas as pd
+    results = pd.DataFrame([
+        {"lesson": "17_x", "mode": "FAST", "model": "UNet (w=1)", "train_seconds": 5.0, "logged_at": "2026-01-01 10:00:00"},
+        {"lesson": "17_x", "mode": "FAST", "model": "UNet (w=2)", "train_seconds": 7.0, "logged_at": "2026-01-02 10:00:00"},
+        {"lesson": "17_x", "mode": "full", "model": "UNet (w=4)", "train_seconds": 70.0, "logged_at": "2026-01-03 10:00:00"},
+        {"lesson": "18_y", "mode": "FAST", "model": "UNet (w=9)", "train_seconds": 1.0, "logged_at": "2026-01-04 10:00:00"}])
+    assert E.logged_run(results, "17_x", "UNet", "UNet (w=1)", fast=True) == ("UNet (w=2)", 7.0)
+    assert E.logged_run(results, "17_x", "UNet", "UNet (w=1)", fast=False) == ("UNet (w=4)", 70.0)
+    name, seconds = E.logged_run(results, "16_z", "VAE", "VAE (λ=30)", fast=True)
+    assert name == "VAE (λ=30)" and np.isnan(seconds)
+    assert E.logged_run(pd.DataFrame(), "17_x", "UNet", "d", fast=True)[0] == "d"
