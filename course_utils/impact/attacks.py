@@ -25,6 +25,9 @@ Burke et al., 2006), since fakes made by one rule resemble one another.
 
 Everything is vectorised over users: sampling fillers is one top-k over a
 random key matrix, ranking the target is one comparison over a score matrix.
+Retraining EASE after adding k fake users (or dropping flagged ones) is a
+rank-k Woodbury update of its inverse (:func:`ease_refit`), exact and several
+times cheaper than a new fit.
 """
 from __future__ import annotations
 
