@@ -72,22 +72,29 @@ def dimension_of(protocol: str) -> str:
 def metric_direction(name: str) -> str | None:
     """Which way a metric is better: "higher", "lower", "zero" (|value| lower) or "half" (|value - 0.5| lower).
 
+    A group gap is better near 0 whatever its sign; an attacker's target rank shift
+    (places climbed) is better low; a membership-inference AUC is better near 0.5.
+
     None for a metric the report does not rank (a p-value, a CI bound, a count).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"metric name must be a non-empty string, got {name!r}")
     low = name.lower()
     if name.endswith(SIBLING_SUFFIXES) or low in {"p", "n", "params"} or low.startswith(("n ", "users needed")) \
-            or low.endswith(" before"):
-        return None  # an interval bound, a test, a count, or the reference value measured before an attack
-    if "gap" in low or "rank shift" in low or low == "popularity lift":
+            or low.endswith((" before", " texts", " cases", " pairs", " users")) or "exposure share" in low:
+        # an interval bound, a test, a count, the reference value before an attack, or a share whose
+        # good value depends on the catalogue (a provider's exposure share against its item share)
+        return None
+    if "rank shift" in low:
+        return "lower"  # places the attacker's target climbed: the attack's success (a drop is a failed attack)
+    if "gap" in low or low == "popularity lift":
         return "zero"
     if "membership auc" in low or "attack auc" in low:
         return "half"  # 0.5 = the attacker guesses; further from 0.5 either way leaks membership
     words = low.replace("(", " ").replace(")", " ").split()
-    lower_words = {"ms", "mb", "asr", "arp"}
+    lower_words = {"ms", "mb", "asr", "arp", "snsr", "snsv"}  # SNSR/SNSV: FaiRLLM's spread over attribute values
     lower_parts = ("seconds", "cpu s", "flop", "co2", "gini", "latency", "attack success", "hallucination",
-                   "target hr", "hit rate of the target", "train_seconds")
+                   "target hr", "hit rate of the target", "train_seconds", "false-positive", "false positive")
     if lower_words & set(words) or any(part in low for part in lower_parts):
         return "lower"
     return "higher"
@@ -202,6 +209,11 @@ MODELS = (
     ("EASE (λ=100), greedy", "21", "fashion-shop", "feedback loop"),
     ("EASE (λ=100), explore (ε = 0.1)", "21", "fashion-shop", "feedback loop"),
     ("smollm2-135m persona users", "21", "fashion-shop", "LLM user simulator"),
+    ("smollm2-135m judge", "22", "fashion-shop", "LLM-as-judge"),
+    ("LLM ranker (smollm2-135m, mean log-prob)", "23", "ml-100k", "LLM ranking: FaiRLLM probe, prompt injection"),
+    ("free generation (smollm2-135m)", "24", "ml-100k", "prompt injection, free generation"),
+    ("injection detector (rules)", "24", "ml-100k", "injection detection"),
+    ("injection detector (learned (MiniLM + logistic regression))", "24", "ml-100k", "injection detection"),
 )
 
 
