@@ -37,7 +37,8 @@ def test_rate_with_ci_is_wilson():
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert rate == 0.2 and np.isclose(low, centre - half, atol=1e-5) and np.isclose(high, centre + half, atol=1e-5)
-    assert abs(inj.rate_with_ci([0, 0, 0])[1]) < 1e-12 < inj.rate_with_ci([0, 0, 0])[2]
+    assert inj.rate_with_ci([0, 0, 0])[1] == 0.0 < inj.rate_with_ci([0, 0, 0])[2]
+    assert inj.rate_with_ci([1, 1])[2] == 1.0
     with pytest.raises(ValueError, match="0 or 1"):
         inj.rate_with_ci([0.5])
 

@@ -170,7 +170,8 @@ def rate_with_ci(outcomes, level: float = 0.95) -> tuple[float, float, float]:
     if not np.isin(x, (0.0, 1.0)).all():
         raise ValueError("outcomes must be 0 or 1")
     low, high = proportion_confint(int(x.sum()), len(x), alpha=1 - level, method="wilson")
-    return float(x.mean()), float(low), float(high)
+    low, high = (0.0 if low < 1e-12 else float(low)), (1.0 if high > 1 - 1e-12 else float(high))   # rounding noise
+    return float(x.mean()), low, high
 
 
 # ---------------------------------------------------------------- prompts under each defence
