@@ -131,6 +131,7 @@ CORE_MEASURES = (
 # --- the registry of course models ---------------------------------------------------------------
 
 # (name as logged, owner lesson, dataset, task): the first lesson, in course order, that logs it.
+# A "*" in a name stands for a setting the lesson chooses when it runs (e.g. a guidance scale).
 MODELS = (
     ("Popularity", "01", "ml-100k", "top-N, leave-last-out"), ("ItemKNN", "01", "ml-100k", "top-N, leave-last-out"),
     ("EASE", "01", "ml-100k", "top-N, leave-last-out"), ("BPR-MF", "01", "ml-100k", "top-N, leave-last-out"),
@@ -196,7 +197,7 @@ MODELS = (
     ("Image-only Mult-VAE", "16", "fashion-shop", "cold items"), ("Text-only Mult-VAE", "16", "fashion-shop",
                                                                  "cold items"),
     ("MiniLM profile", "16", "fashion-shop", "cold items"),
-    ("Conditional UNet + CFG (w=1)", "17", "fashion-shop", "image generation"),
+    ("Conditional UNet + CFG (w=*)", "17", "fashion-shop", "image generation"),  # w chosen on a sweep
     ("Personalised generation (EASE profile)", "17", "fashion-shop", "personalised generation"),
     ("LLaVA-style connector (linear)", "18", "fashion-shop", "captioning"),
     ("LLaVA-style connector (mlp)", "18", "fashion-shop", "captioning"),
@@ -215,6 +216,20 @@ MODELS = (
     ("injection detector (rules)", "24", "ml-100k", "injection detection"),
     ("injection detector (learned (MiniLM + logistic regression))", "24", "ml-100k", "injection detection"),
 )
+
+
+def _pattern(name: str):
+    import re
+
+    return re.compile(".*".join(re.escape(part) for part in name.split("*")) + r"\Z")
+
+
+def registered_name(model: str, dataset: str | None = None) -> str | None:
+    """The registry name ``model`` is logged under (exact, or matching a "*" entry), else None."""
+    for name, _, data, _ in MODELS:
+        if (dataset is None or data == dataset) and (name == model or ("*" in name and _pattern(name).match(model))):
+            return name
+    return None
 
 
 def registry() -> pd.DataFrame:
@@ -451,7 +466,9 @@ def coverage(long: pd.DataFrame, models: pd.DataFrame | None = None) -> pd.DataF
             if long.empty:
                 cells.append("not measured")
                 continue
-            rows = long[(long["model"] == model) & (long["dataset"] == dataset) & (long["dimension"] == dimension)]
+            same = long["model"] == model if "*" not in model else long["model"].map(
+                lambda m, p=_pattern(model): bool(p.match(m)))
+            rows = long[same & (long["dataset"] == dataset) & (long["dimension"] == dimension)]
             modes = sorted(set(rows["mode"]))
             tag = "+".join(modes) if modes else "not measured"
             if len(rows) and (rows["source"] == RECOMPUTED).all():
@@ -466,8 +483,8 @@ def unregistered(long: pd.DataFrame) -> list[tuple[str, str]]:
     """(model, dataset) pairs in the log that :data:`MODELS` does not list (a new lesson's models)."""
     if long.empty:
         return []
-    known = set(zip(registry()["model"], registry()["dataset"]))
-    return sorted({(m, d) for m, d in zip(long["model"], long["dataset"])} - known)
+    pairs = {(m, d) for m, d in zip(long["model"], long["dataset"])}
+    return sorted((m, d) for m, d in pairs if registered_name(m, d) is None)
 
 
 # --- trade-offs ---------------------------------------------------------------------------------
