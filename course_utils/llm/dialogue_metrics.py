@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from course_utils.data.fashion_shop import BRANDS
 from course_utils.llm.conversational import PATTERN_WORDS, TONE_WORDS, parse_utterance
 from course_utils.llm.simulators import Reply
 
