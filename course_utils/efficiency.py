@@ -577,6 +577,7 @@ class CostProbe:
     batch_size: int
     note: str = ""
     measure: Callable[[int], object] | None = None   # what FLOPs and memory are counted on; None: ``query``
+    warmup: int | None = None   # untimed warm-up steps; None: profile_probe's ``warmup``
 
 
 def profile_probe(probe: CostProbe, n_steps: int = 3, n_queries: int = 10, warmup: int = 1,
@@ -596,7 +597,8 @@ def profile_probe(probe: CostProbe, n_steps: int = 3, n_queries: int = 10, warmu
     wall = cpu = 0.0
     total = 0
     for run_steps, lesson_steps in probe.stages.values():
-        estimate = training_estimate(time_steps(run_steps, n_steps, warmup), lesson_steps)
+        steps = time_steps(run_steps, n_steps, warmup if probe.warmup is None else probe.warmup)
+        estimate = training_estimate(steps, lesson_steps)
         wall, cpu, total = wall + estimate["wall_seconds"], cpu + estimate["cpu_seconds"], total + lesson_steps
     measure = probe.measure or probe.query
     _, flops = count_flops(measure, 0)          # untimed calls, which also warm the model up
@@ -680,8 +682,10 @@ def lora_probes(split, items, llm, tokenizer, *, fast: bool, seed: int = 0, serv
             name, "10_tuning_llms", "ml-100k", "pair", counts["total"], counts["trainable"],
             {"tuning": (run, int(np.ceil(size / b)))}, lambda i, m=model: tu.score_yes_no(m, tokenizer, [prompts[i % len(prompts)]]),
             lambda m=model: tu.score_yes_no(m, tokenizer, prompts[:serve_batch], batch_size=serve_batch), serve_batch,
-            ("steps on the top 4 layers only; the lower 26 run once per example to cache their states"
-             if "LoRA" in name else "every step runs the whole frozen model forwards and backwards")))
+            ("steps on the top 4 layers only; the lower 26 run once per example to cache their states (not timed)"
+             if "LoRA" in name else "every step runs the whole frozen model forwards and backwards; no separate warm-up "
+             "step (the LoRA probe's warm-up already ran the same frozen SmolLM2 forwards and backwards)"),
+            warmup=None if "LoRA" in name else 0))
     return probes
 
 
@@ -855,7 +859,8 @@ def connector_probe(shop, clip, llm, tokenizer, *, fast: bool, seed: int = 0,
                      serve_batch,
                      "up to 6 new tokens per caption, greedy; the vision tower runs once per image (counted in the parameters, "
                      "not in the per-query time); FLOPs and memory of one pass over prompt, image and 6 caption tokens "
-                     "(what cached decoding multiplies)", measure=forward_once)
+                     "(what cached decoding multiplies); no separate warm-up step (the LoRA probe's warm-up already ran "
+                     "SmolLM2 forwards and backwards)", measure=forward_once, warmup=0)
 
 
 def logged_run(results, lesson: str, prefix: str, default: str, fast: bool) -> tuple[str, float]:

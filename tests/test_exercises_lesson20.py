@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from course_utils.exercises.lesson20 import (EXERCISE_1_LATENCIES_MS, check_exercise_1, check_exercise_2,
-                                             check_exercise_3, check_exercise_4)
+                                             check_exercise_3, check_exercise_4, check_exercise_7)
 
 
 def test_exercise_1_p95():
@@ -33,3 +33,11 @@ def test_exercise_4_speed_up():
     assert check_exercise_4(1.25).correct
     assert not check_exercise_4(2.0).correct
     assert not check_exercise_4(None).answered
+
+
+def test_exercise_7_training_estimate():
+    assert check_exercise_7(0.35 * 3 * 38).correct           # ceil(2400 / 64) = 38 batches per epoch
+    assert check_exercise_7(39.9).correct
+    assert not check_exercise_7(0.35 * 3 * 37.5).correct     # the last, smaller batch is a step too
+    assert not check_exercise_7(0.35 * 38).correct           # one epoch only
+    assert not check_exercise_7(None).answered

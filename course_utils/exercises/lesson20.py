@@ -1,16 +1,20 @@
-"""Checkers for lesson 20's exercises: a tail percentile, EASE's FLOPs, an energy estimate, a speed-up.
+"""Checkers for lesson 20's exercises: a tail percentile, EASE's FLOPs, an energy estimate, a speed-up,
+a training time estimated from timed steps.
 
 Each checker computes the expected value with the same helpers the lesson uses
 (``course_utils.efficiency``), so a student's hand computation is checked against the code.
 """
 from __future__ import annotations
 
-from course_utils.efficiency import energy_estimate, latency_summary, matmul_flops
+import math
+
+from course_utils.efficiency import energy_estimate, latency_summary, matmul_flops, training_estimate
 from course_utils.exercises import NOT_ANSWERED, Feedback, check_number
 
 EXERCISE_1_LATENCIES_MS = (12, 15, 11, 14, 90, 13, 12, 16, 13, 12, 14, 11, 13, 15, 12, 13, 14, 12, 95, 13)
 EXERCISE_3 = dict(cpu_seconds=2 * 3600 * 8, watts_per_core=12.0, grid_g_per_kwh=300.0, pue=1.2)
 EXERCISE_4 = dict(single_ms=100.0, compute_ms=50.0, allreduce_ms=30.0)
+EXERCISE_7 = dict(seconds_per_step=0.35, epochs=3, n_items=2400, batch_size=64)
 
 
 def check_exercise_1(answer) -> Feedback:
@@ -54,3 +58,17 @@ def check_exercise_4(answer) -> Feedback:
                              "divide the single-process step time by their sum.",
                         confirm=f"{expected:.2f}×, not 2×: the all-reduce adds time that a single process never "
                                 "spends. Overlapping it with the backward pass (DDP's buckets) hides part of it.")
+
+
+def check_exercise_7(answer) -> Feedback:
+    """answer: the estimated training seconds of ``EXERCISE_7`` (seconds per step × epochs × batches per epoch)."""
+    if answer is None:
+        return NOT_ANSWERED
+    steps = EXERCISE_7["epochs"] * math.ceil(EXERCISE_7["n_items"] / EXERCISE_7["batch_size"])
+    per_step = EXERCISE_7["seconds_per_step"]
+    expected = training_estimate({"seconds_per_step": per_step, "cpu_seconds_per_step": per_step}, steps)["wall_seconds"]
+    return check_number(answer, expected, rtol=0.01,
+                        hint="Count the optimisation steps first: one per batch, and a last, smaller batch is still "
+                             "a step (round the batches per epoch up); then multiply by the seconds per step.",
+                        confirm=f"{steps} steps × {per_step} s = {expected:.1f} s. An estimate: it leaves out what the "
+                                "trainer does once (building the optimiser, caching inputs) and any validation.")
