@@ -581,14 +581,15 @@ class CostProbe:
 
 
 def profile_probe(probe: CostProbe, n_steps: int = 3, n_queries: int = 10, warmup: int = 1,
-                  warm_batch: bool = True) -> dict:
+                  warm_batch: bool = True, memory: bool = True) -> dict:
     """Every cost of one :class:`CostProbe` as one table row; the training figures are estimates from
     ``n_steps`` timed steps per stage (summed over the stages), after ``warmup`` untimed steps.
 
     Serving: one query under the FLOP counter and one under the memory profiler (``probe.measure`` when
     given; untimed, they also warm the model up), ``n_queries`` timed queries one at a time, then one
     timed batch (after an untimed warm-up batch when ``warm_batch``). With ``warmup=0`` the first step
-    carries its one-off costs, as it does in a lesson's own run.
+    carries its one-off costs, as it does in a lesson's own run. ``memory=False`` skips the profiler
+    pass (a whole extra query; FAST mode saves it) and reports the peak as NaN: not measured, not zero.
     """
     if isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer)) or n_queries < 1:
         raise ValueError(f"n_queries must be a positive integer, got {n_queries!r}")
@@ -602,7 +603,7 @@ def profile_probe(probe: CostProbe, n_steps: int = 3, n_queries: int = 10, warmu
         wall, cpu, total = wall + estimate["wall_seconds"], cpu + estimate["cpu_seconds"], total + lesson_steps
     measure = probe.measure or probe.query
     _, flops = count_flops(measure, 0)          # untimed calls, which also warm the model up
-    _, peak = torch_profiler_peak(measure, 0)
+    _, peak = torch_profiler_peak(measure, 0) if memory else (None, float("nan"))
     single = latency_summary([timed(probe.query, i).wall_seconds for i in range(n_queries)])
     if warm_batch:
         probe.batch()

@@ -273,7 +273,9 @@ def test_profile_probe_on_a_tiny_model_with_a_frozen_part():
     two = E.CostProbe("two", "00_test", "toy", "row", total, trainable, {"a": (run_steps, 10), "b": (run_steps, 30)},
                       probe.query, probe.batch, 16)
     row = E.profile_probe(two, n_steps=1, n_queries=1, warmup=0)
-    assert row["lesson steps"] == 40 and row["steps timed"] == 2
+    assert row["lesson steps"] == 40 and row["steps timed"] == 2 and row["peak MB torch"] >= 0
+    row = E.profile_probe(two, n_steps=1, n_queries=1, warmup=0, memory=False)   # FAST: no profiler pass
+    assert np.isnan(row["peak MB torch"]) and row["MFLOP per query"] > 0
     with pytest.raises(ValueError, match="n_queries"):
         E.profile_probe(probe, n_queries=0)
     with pytest.raises(ValueError, match="no training stage"):
