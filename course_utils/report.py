@@ -349,8 +349,10 @@ def measures_in(long: pd.DataFrame) -> list[Measure]:
     if long.empty:
         return found
     harms = long[long["dimension"].isin(["fairness", "privacy", "robustness"])]
+    core = {m.metric for m in CORE_MEASURES}   # lesson 23 logs exposure Gini and long-tail share as fairness too:
     for (dimension, measure), group in harms.groupby(["dimension", "measure"], sort=True):
-        found.append(Measure(dimension, measure, group["direction"].iloc[0]))
+        if measure not in core:              # one column each, or the win rate would count them twice
+            found.append(Measure(dimension, measure, group["direction"].iloc[0]))
     return found
 
 

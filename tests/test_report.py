@@ -269,3 +269,14 @@ def test_a_wildcard_entry_matches_the_setting_a_lesson_chose():
     assert R.unregistered(long) == []
     cov = R.coverage(long).set_index("model")
     assert cov.loc["Conditional UNet + CFG (w=*)", "accuracy"] == "full"
+
+
+def test_a_fairness_copy_of_a_core_measure_is_not_counted_twice():
+    # Lesson 23 logs exposure Gini under a "fairness:" protocol too; the win rate must count it once.
+    long = pd.DataFrame([{"model": "EASE", "dimension": "fairness", "dataset": "ml-100k",
+                          "protocol": "fairness: popularity bias", "measure": name, "value": 0.5, "CI low": np.nan,
+                          "CI high": np.nan, "direction": "lower", "mode": "FAST", "lesson": "23", "source": "log"}
+                         for name in ("exposure Gini", "NDCG@10 gap (F - M)")])
+    names = [(m.dimension, m.metric) for m in R.measures_in(long)]
+    assert names.count(("beyond-accuracy", "exposure Gini")) == 1 and ("fairness", "exposure Gini") not in names
+    assert ("fairness", "NDCG@10 gap (F - M)") in names
