@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from course_utils.claims import Claim, format_p
+from course_utils.claims import Claim, _as_finite_1d, format_p
 
 __all__ = ["GroupGap", "group_gap", "jaccard_at_k", "serp_at_k", "prag_at_k", "SIMILARITIES", "list_similarity",
            "SensitivityTest", "sensitivity_test", "provider_exposure", "attribute_messages", "attribute_scores",
@@ -31,15 +31,8 @@ __all__ = ["GroupGap", "group_gap", "jaccard_at_k", "serp_at_k", "prag_at_k", "S
 
 
 def _values(per_user, name: str = "per_user") -> np.ndarray:
-    try:
-        array = np.asarray(per_user, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be numbers, got {type(per_user).__name__}") from err
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array (one value per user), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
+    """One finite number per user (the check every paired comparison in ``claims`` uses)."""
+    return _as_finite_1d(per_user, name)
 
 
 @dataclass(frozen=True)
