@@ -145,8 +145,8 @@ MODELS = (
     ("MF-BPR (pre-training only)", "04", "ml-100k", "top-N"), ("DiffRec", "05", "ml-100k", "top-N, diffusion"),
     ("DiffRec, no diffusion noise (dropout only)", "05", "ml-100k", "ablation of DiffRec"),
     ("Mult-VAE (β≤0.2)", "05", "ml-100k", "top-N"), ("GFN4Rec (chosen on validation)", "06", "ml-100k", "lists"),
-    ("MMR re-ranked EASE (λ=0.7)", "06", "ml-100k", "diversified lists"),
-    ("MeanFusion (MiniLM, n_recent=2)", "07", "ml-100k", "dense retrieval"),
+    ("MMR re-ranked EASE (λ=*)", "06", "ml-100k", "diversified lists"),  # λ chosen on validation
+    ("MeanFusion (MiniLM, n_recent=*)", "07", "ml-100k", "dense retrieval"),  # n chosen on validation
     ("LearnedFusion (MiniLM, attention)", "07", "ml-100k", "dense retrieval"),
     ("LearnedFusion (mean pooling)", "07", "ml-100k", "dense retrieval ablation"),
     ("TextHistory (MiniLM, last 10 titles)", "07", "ml-100k", "dense retrieval, 60 users"),
@@ -154,8 +154,8 @@ MODELS = (
     ("Dense (first stage)", "08", "ml-100k", "first stage"), ("Dense → cross-encoder", "08", "ml-100k", "reranking"),
     ("LLM ranker (smollm2-135m, sum log-prob)", "09", "ml-100k", "LLM ranking of 20 candidates"),
     ("SASRec", "09", "ml-100k", "20 candidates / next item"), ("random order", "09", "ml-100k", "20 candidates"),
-    ("zero-shot", "10", "ml-100k", "LLM yes/no"), ("LoRA, 4 examples", "10", "ml-100k", "LLM yes/no"),
-    ("LoRA, 8 examples", "10", "ml-100k", "LLM yes/no"), ("soft prompt, 4 examples", "10", "ml-100k", "LLM yes/no"),
+    ("zero-shot", "10", "ml-100k", "LLM yes/no"), ("LoRA, * examples", "10", "ml-100k", "LLM yes/no"),  # 4, 8 / 16, 64, 256
+    ("soft prompt, * examples", "10", "ml-100k", "LLM yes/no"),  # 4 examples FAST, 64 full
     ("item mean rating", "10", "ml-100k", "yes/no baseline"), ("user + item bias", "10", "ml-100k", "yes/no baseline"),
     ("EASE alone", "11", "ml-100k", "20 candidates"), ("dense MiniLM alone", "11", "ml-100k", "20 candidates"),
     ("EASE -> smollm2-135m rerank (facts)", "11", "ml-100k", "RAG rerank"),
@@ -172,7 +172,7 @@ MODELS = (
     ("smollm2-135m explanation, with retrieval, templated decoding", "11", "fashion-shop", "explanations"),
     ("TextInitSASRec (MiniLM, W·t + r)", "12", "ml-100k", "next item"),
     ("RandomProjSASRec (control: random vectors, W·t + r)", "12", "ml-100k", "next item"),
-    ("TIGER (RQ-VAE 3x64 + T5, beam 10)", "12", "ml-100k", "generative retrieval"),
+    ("TIGER (RQ-VAE 3x64 + T5, beam *)", "12", "ml-100k", "generative retrieval"),  # beam 10 FAST, 20 full
     ("SASRec (TIGER's users)", "12", "ml-100k", "next item, TIGER's users"),
     ("GPT4Rec query + BM25", "12", "ml-100k", "query generation"), ("GPT4Rec query + dense", "12", "ml-100k",
                                                                     "query generation"),
@@ -206,6 +206,7 @@ MODELS = (
     ("LLaVA-style connector (mlp, category word first)", "18", "fashion-shop", "captioning"),
     ("LLaVA-style connector (mlp, stage 0 only)", "18", "fashion-shop", "captioning"),
     ("Dense retriever (MiniLM)", "19", "ml-100k", "top-N, text"), ("GFN4Rec", "20", "ml-100k", "lists (cost)"),
+    ("MiniLM text retriever", "20", "ml-100k", "dense retrieval (cost)"),
     ("EASE (λ=100) vs EASE (λ=10)", "21", "fashion-shop", "A/B test, interleaving"),
     ("EASE (λ=100), greedy", "21", "fashion-shop", "feedback loop"),
     ("EASE (λ=100), explore (ε = 0.1)", "21", "fashion-shop", "feedback loop"),
