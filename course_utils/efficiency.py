@@ -365,12 +365,14 @@ def scaling_claim(what: str, exponent: float, theory: float, size_name: str, tol
 # --- one row of the cost table ---------------------------------------------------------------
 
 def profile_recommender(name: str, model, split, train: Timed, n_single: int = 50, batch_size: int = 256,
-                        k: int = 10, seed: int = 0, flops_per_user: float | None = None) -> tuple[dict, np.ndarray]:
+                        k: int = 10, seed: int = 0, flops_per_user: float | None = None,
+                        params: int | None = None) -> tuple[dict, np.ndarray]:
     """Every cost of one fitted course model, and its per-user test NDCG@10 (course protocol).
 
     ``train`` is the :class:`Timed` fit. Latency: ``n_single`` random users served one at a time;
     throughput: every user in batches of ``batch_size``; memory and FLOPs: ``model.score`` on one batch.
-    ``flops_per_user`` overrides the counter (for numpy/scipy models, whose FLOPs it cannot see).
+    ``flops_per_user`` overrides the counter (for numpy/scipy models, whose FLOPs it cannot see);
+    ``params`` overrides ``model.n_params`` (e.g. to count a re-ranker's base model, or stored vectors).
     """
     from course_utils.evaluation import evaluate
 
@@ -387,7 +389,7 @@ def profile_recommender(name: str, model, split, train: Timed, n_single: int = 5
         _, counted = count_flops(model.score, batch, history)
         flops_per_user = counted / len(batch) if counted else float("nan")
     _, per_user = evaluate(model.score, split, "test", per_user=True)
-    params = getattr(model, "n_params", None)
+    params = getattr(model, "n_params", None) if params is None else params
     row = {"model": name, "params": np.nan if params is None else int(params),
            "train wall s": train.wall_seconds, "train CPU s": train.cpu_seconds,
            "p50 ms (1 user)": 1e3 * single["p50"], "p95 ms (1 user)": 1e3 * single["p95"],

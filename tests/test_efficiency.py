@@ -175,6 +175,8 @@ def test_profile_recommender_fills_every_column():
     pop = Popularity().fit(split.train_matrix())
     row, _ = E.profile_recommender("Popularity", pop, split, E.timed(lambda: pop), n_single=3)
     assert np.isnan(row["MFLOP per user"])  # numpy code: the counter sees nothing, and says so with NaN
+    row, _ = E.profile_recommender("Popularity", pop, split, E.timed(lambda: pop), n_single=3, params=7)
+    assert row["params"] == 7   # e.g. a re-ranker that runs another model's weights
 
 
 def test_scaling_tables_on_a_tiny_catalogue():
