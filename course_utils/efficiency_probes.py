@@ -1,4 +1,5 @@
-"""More section-4b cost probes for lesson 20: TIGER, TextInitSASRec, ListCVAE and the conversational recommender.
+"""More section-4b cost probes for lesson 20: TIGER, TextInitSASRec and GPT4Rec (lesson 12), ListCVAE (lesson 02)
+and the rule-based conversational recommender (lesson 13).
 
 Same contract as :class:`course_utils.efficiency.CostProbe` (read that first): each builder makes the model at
 ITS lesson's configuration for this mode (FAST or full), gives ``stages = {stage: (run_steps, lesson steps)}``
@@ -41,7 +42,8 @@ def tiger_settings(fast: bool) -> dict:
             "TIGER": dict(d_model=32, n_heads=2, d_ff=64, n_layers=2) if fast
             else dict(d_model=64, n_heads=4, d_ff=128, n_layers=2),
             "TIGER_DATA": dict(n_recent=5, last_per_user=6) if fast else dict(n_recent=6, last_per_user=20),
-            "TIGER_FIT": dict(n_epochs=2, batch_size=512, lr=1e-2) if fast else dict(n_epochs=3, batch_size=512, lr=5e-3),
+            "TIGER_FIT": dict(n_epochs=2, batch_size=512, lr=1e-2) if fast
+            else dict(n_epochs=3, batch_size=512, lr=5e-3),
             "NUM_BEAMS": 10 if fast else 20}
 
 
@@ -103,7 +105,8 @@ def tiger_probe(split, item_vectors, *, fast: bool, seed: int = 0, serve_batch: 
         lambda i: tiger.score(users[i % len(users):i % len(users) + 1], history),
         lambda: tiger.score(users[:serve_batch], history), min(serve_batch, len(users)),
         f"params: T5 {t5_params:,} + RQ-VAE {rq_params:,}; serving runs the T5 only (the items' IDs are computed "
-        f"once); the estimate covers both stages, lesson 12 logs the T5's training time only; {rq_fit['warmup_steps']} RQ-VAE warm-up steps (no quantiser) counted as full steps; T5 vocabulary "
+        f"once); the estimate covers both stages, lesson 12 logs the T5's training time only; "
+        f"{rq_fit['warmup_steps']} RQ-VAE warm-up steps (no quantiser) counted as full steps; T5 vocabulary "
         f"{ids.vocab_size} from the k-means-initialised RQ-VAE; the two random-init RQ-VAE ablations not included")
 
 
@@ -326,3 +329,69 @@ def convrec_probe(shop, item_vectors, encode, *, fast: bool, seed: int = 0, serv
         f"nothing is trained: the stage is the one-off build, 1 step; params = the item-kNN's stored similarities; "
         f"rule policy and rule-based shopper, up to {turns} turns; numpy only, so torch's FLOP and memory counters "
         "see nothing (NaN / 0); the items' MiniLM vectors are an input, and unused: the rule policy never searches")
+
+
+# --- lesson 12: GPT4Rec ----------------------------------------------------------------------
+
+def gpt4rec_probe(split, items, llm, tokenizer, *, fast: bool, seed: int = 0, serve_batch: int = 2,
+                  name: str = "GPT4Rec query + BM25") -> CostProbe:
+    """Lesson 12: GPT4Rec, SmolLM2 writes a search query from a user's recent titles and BM25 retrieves.
+
+    Lesson settings (FAST / full): each user's last 4 / 5 test-history titles with their genres, one greedy query
+    of at most 16 new tokens (``tf.generate_queries``), an empty answer falling back to the titles themselves;
+    BM25 (``tf.BM25Retriever``) over the "Title (year). Genres: ..." documents; 12 / 100 users, all in one
+    batched ``generate``. ``items``: MovieLens' item table; ``llm``, ``tokenizer``: from
+    ``hub.load_llm("smollm2-135m")``.
+
+    Nothing is trained: the stage is building the BM25 index, total_steps 1. A query is one user: the query
+    written (a ``generate`` call of its own) and the whole catalogue scored by BM25. A batch writes
+    ``serve_batch`` users' queries in one ``generate`` (the lesson batches its 12 / 100 users the same way; a
+    small batch keeps the probe within lesson 20's budget, at about 1.7 s per query on two CPU cores). FLOPs and
+    memory are counted on one forward pass over a user's prompt and 16 answer tokens, the matrix products that
+    cached greedy decoding spreads over its 16 steps (the FLOP counter would slow a whole ``generate`` down).
+    """
+    import torch
+
+    from course_utils.llm import prompting
+    from course_utils.llm import text_features as tf
+    from course_utils.llm.documents import movielens_documents
+
+    if len(items) != split.n_items:
+        raise ValueError(f"items must be the catalogue's table: the split has {split.n_items} items, got "
+                         f"{len(items)} rows")
+    n_recent = 4 if fast else 5
+    documents = movielens_documents(items)
+    titles = prompting.movie_titles(items)
+    history = split.history("test")
+    users = np.random.default_rng(seed).permutation(_users_with_targets(split))
+    users = users[[len(history.sequences[u]) > 0 for u in users]]
+    recent = lambda u: [f"{titles[i]} ({', '.join(items.genres[i])})" for i in history.sequences[u][-n_recent:]]
+    built = {}
+
+    def build(n):
+        for _ in range(n):
+            built["bm25"] = tf.BM25Retriever(documents)
+
+    def serve(rows):
+        histories = [recent(u) for u in rows]
+        queries = tf.generate_queries(llm, tokenizer, histories, max_new_tokens=16)
+        texts = [q if q.strip() else "; ".join(h) for q, h in zip(queries, histories)]
+        return built["bm25"].scores(texts)
+
+    @torch.no_grad()
+    def forward_once(i):
+        prompt = prompting.render_chat(tokenizer, tf.query_messages(recent(users[i % len(users)])))
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(llm.device)
+        ids = torch.cat([ids, ids.new_full((1, 16), tokenizer.eos_token_id)], dim=1)
+        return llm(input_ids=ids, logits_to_keep=16)
+
+    build(1)
+    params = sum(p.numel() for p in llm.parameters())
+    return CostProbe(
+        name, "12_llm_features", "ml-100k", "user", params, 0, {"BM25 index": (build, 1)},
+        lambda i: serve(users[i % len(users):i % len(users) + 1]), lambda: serve(users[:serve_batch]),
+        min(serve_batch, len(users)),
+        f"nothing is trained: the stage is building the BM25 index, 1 step; params = the frozen SmolLM2; up to 16 "
+        f"greedy new tokens per query from the last {n_recent} titles; a batch of {serve_batch} users in one "
+        f"generate (the lesson writes its {12 if fast else 100} users' queries in one); FLOPs and memory of one "
+        "pass over the prompt and 16 answer tokens (what cached decoding spreads over its steps)", measure=forward_once)

@@ -1,4 +1,4 @@
-"""The section-4b probes of course_utils.efficiency_probes, each built at its lesson's FAST settings and profiled once."""
+"""The section-4b probes of course_utils.efficiency_probes, each built at its lesson's FAST settings, profiled once."""
 import numpy as np
 import pytest
 import torch
@@ -77,7 +77,8 @@ def test_text_sasrec_probe_runs_exactly_n_batches(split, item_vectors, monkeypat
     from course_utils.llm import text_features as tf
     probe = P.text_sasrec_probe(split, item_vectors, fast=True)
     row = profiled(probe)
-    assert (row["model"], row["lesson"], row["unit"]) == ("TextInitSASRec (MiniLM, W·t + r)", "12_llm_features", "user")
+    assert (row["model"], row["lesson"], row["unit"]) == \
+        ("TextInitSASRec (MiniLM, W·t + r)", "12_llm_features", "user")
     own = tf.TextInitSASRec(item_vectors, **P.sasrec_settings(fast=True))
     own.net_ = own._build(split.n_items)
     assert row["params"] == row["trainable params"] == own.n_params
@@ -94,7 +95,8 @@ def test_text_sasrec_probe_runs_exactly_n_batches(split, item_vectors, monkeypat
 def test_listcvae_probe_counts_the_frozen_parts_it_runs(split, monkeypatch):
     probe = P.listcvae_probe(split, fast=True)
     row = profiled(probe)
-    assert (row["model"], row["lesson"], row["dataset"], row["unit"]) == ("ListCVAE", "02_autoencoders", "ml-100k", "slate")
+    assert (row["model"], row["lesson"], row["dataset"], row["unit"]) == \
+        ("ListCVAE", "02_autoencoders", "ml-100k", "slate")
     n, k, latent, hidden, vae_latent = split.n_items, 10, 32, 256, 200
     cond = vae_latent + k
     mlp = lambda a, b, c: a * b + b + b * c + c
@@ -139,3 +141,34 @@ def test_probes_name_both_sizes_when_the_vectors_do_not_fit(split, shop):
         P.convrec_probe(shop, unit_rows(5), lambda q: q, fast=True)
     with pytest.raises(ValueError, match="encode must be a function"):
         P.convrec_probe(shop, unit_rows(shop.n_items), "minilm", fast=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm():
+    """SmolLM2's own tokenizer and chat template on a 2-layer, 64-wide Llama with random weights: the probe's wiring
+    is what is tested here; SmolLM2 itself (135M parameters) would take ~10 s to load and ~2 s per query."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from course_utils.hub import prepare_offline_llm
+    folder = prepare_offline_llm("smollm2-135m", verbose=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = LlamaConfig.from_pretrained(folder)
+    config.update(dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16))
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+def test_gpt4rec_probe_writes_one_query_per_user_and_retrieves(split, tiny_llm):
+    from course_utils.data.movielens import load_movielens
+    llm, tokenizer = tiny_llm
+    items = load_movielens(verbose=False).items
+    probe = P.gpt4rec_probe(split, items, llm, tokenizer, fast=True)
+    row = profiled(probe)
+    assert (row["model"], row["lesson"], row["dataset"], row["unit"]) == \
+        ("GPT4Rec query + BM25", "12_llm_features", "ml-100k", "user")
+    assert row["params"] == sum(p.numel() for p in llm.parameters()) and row["trainable params"] == 0
+    assert row["lesson steps"] == 1 and row["MFLOP per query"] > 0
+    assert probe.query(0).shape == (1, split.n_items) and probe.batch().shape == (2, split.n_items)
+    with pytest.raises(ValueError, match=rf"{split.n_items} items, got 10 rows"):
+        P.gpt4rec_probe(split, items.head(10), llm, tokenizer, fast=True)
