@@ -169,7 +169,8 @@ def text_sasrec_probe(split, item_vectors, *, fast: bool, seed: int = 0, serve_b
         lambda: model.score(users[:serve_batch], history), min(serve_batch, len(users)),
         f"up to {settings['n_epochs']} epochs × {per_epoch} batches (early stopping may end sooner: an upper bound); "
         "the per-epoch validation passes and the MiniLM encoding of the items (a frozen input, cached) not included; "
-        "a timed step = one epoch of the lesson's fit on 64·n users, network rebuilt per call")
+        "a timed step = one epoch of the lesson's fit on 64·n users, network rebuilt per call; every query recomputes "
+        "the whole item table W·t + r (most of its FLOPs)")
 
 
 # --- lesson 02: ListCVAE ---------------------------------------------------------------------
