@@ -1,5 +1,6 @@
-"""More section-4b cost probes for lesson 20: TIGER, TextInitSASRec and GPT4Rec (lesson 12), ListCVAE (lesson 02)
-and the rule-based conversational recommender (lesson 13).
+"""More section-4b cost probes for lesson 20: TIGER and GPT4Rec (lesson 12), ListCVAE (lesson 02) and the
+rule-based conversational recommender (lesson 13). (Lesson 12's TextInitSASRec is a full-ranking MovieLens model:
+lesson 20 costs it with :func:`course_utils.efficiency.profile_recommender`, next to SASRec.)
 
 Same contract as :class:`course_utils.efficiency.CostProbe` (read that first): each builder makes the model at
 ITS lesson's configuration for this mode (FAST or full), gives ``stages = {stage: (run_steps, lesson steps)}``
@@ -108,69 +109,6 @@ def tiger_probe(split, item_vectors, *, fast: bool, seed: int = 0, serve_batch: 
         f"once); the estimate covers both stages, lesson 12 logs the T5's training time only; "
         f"{rq_fit['warmup_steps']} RQ-VAE warm-up steps (no quantiser) counted as full steps; T5 vocabulary "
         f"{ids.vocab_size} from the k-means-initialised RQ-VAE; the two random-init RQ-VAE ablations not included")
-
-
-# --- lesson 12: TextInitSASRec ---------------------------------------------------------------
-
-def sasrec_settings(fast: bool) -> dict:
-    """Lesson 12's SASREC dict (shared by SASRec and TextInitSASRec), per mode (copied from the lesson)."""
-    return dict(max_len=20 if fast else 30, dim=64, dropout=0.2, lr=5e-3, batch_size=64, patience=3,
-                n_epochs=4 if fast else 12)
-
-
-def _split_of_users(split, users):
-    """The same split restricted to ``users`` (all stages), same catalogue and user count."""
-    from course_utils.data.splits import Split
-    keep = lambda frame: frame[frame["user"].isin(users)].reset_index(drop=True)
-    return Split(keep(split.train), keep(split.valid), keep(split.test), split.n_users, split.n_items,
-                 protocol=f"{split.protocol}[{len(users)} users]")
-
-
-def text_sasrec_probe(split, item_vectors, *, fast: bool, seed: int = 0, serve_batch: int = 256,
-                      name: str = "TextInitSASRec (MiniLM, W·t + r)") -> CostProbe:
-    """Lesson 12: SASRec whose item table is W·t + r from the items' MiniLM vectors (``tf.TextInitSASRec``).
-
-    Lesson settings (FAST / full): max_len 20 / 30, dim 64, dropout 0.2, lr 5e-3, batch 64, up to 4 / 12 epochs
-    with early stopping (patience 3) on validation NDCG@10; one step = one batch of 64 users, an epoch covers
-    every user with at least 2 training items. ``item_vectors``: (n_items, d) MiniLM vectors in item-id order.
-
-    ``SASRec.fit`` has no "n steps" switch, so ``run_steps(n)`` runs the lesson's ``fit`` for one epoch without
-    validation on a split restricted to 64·n such users: exactly n batches (each call also rebuilds the network,
-    a small one-off cost spread over the steps). A query is one user scored over the whole catalogue.
-    """
-    from course_utils.llm import text_features as tf
-
-    vectors = _check_vectors(item_vectors, split.n_items)
-    settings = sasrec_settings(fast)
-    model = tf.TextInitSASRec(vectors, seed=seed, **settings)
-    model.net_, model.n_items_ = model._build(split.n_items).to(model.device), split.n_items
-    trainable_users = np.flatnonzero([len(s) >= 2 for s in split.history("valid").sequences])
-    per_epoch = int(np.ceil(len(trainable_users) / settings["batch_size"]))
-    if per_epoch < 1:
-        raise ValueError("no user has 2 training items: nothing to train TextInitSASRec on")
-    subsets = {}
-
-    def run_steps(n):
-        if n * settings["batch_size"] > len(trainable_users):
-            raise ValueError(f"{n} steps need {n * settings['batch_size']} users with 2 training items; the split "
-                             f"has {len(trainable_users)}")
-        if n not in subsets:
-            subsets[n] = _split_of_users(split, trainable_users[:n * settings["batch_size"]])
-        model.n_epochs = 1
-        model.fit(subsets[n], validate=False)
-
-    history = split.history("test")
-    users = np.random.default_rng(seed).permutation(_users_with_targets(split))
-    params, trainable = _n_params(model.net_)
-    return CostProbe(
-        name, "12_llm_features", "ml-100k", "user", params, trainable,
-        {"next-item CE": (run_steps, settings["n_epochs"] * per_epoch)},
-        lambda i: model.score(users[i % len(users):i % len(users) + 1], history),
-        lambda: model.score(users[:serve_batch], history), min(serve_batch, len(users)),
-        f"up to {settings['n_epochs']} epochs × {per_epoch} batches (early stopping may end sooner: an upper bound); "
-        "the per-epoch validation passes and the MiniLM encoding of the items (a frozen input, cached) not included; "
-        "a timed step = one epoch of the lesson's fit on 64·n users, network rebuilt per call; every query recomputes "
-        "the whole item table W·t + r (most of its FLOPs)")
 
 
 # --- lesson 02: ListCVAE ---------------------------------------------------------------------
@@ -283,6 +221,22 @@ def _shop_tools(shop, item_vectors, encode, knn_options):
     return cv.ShopTools(shop.items, item_vectors, encode, (X @ knn.sim_).toarray(), seen, reviews), knn
 
 
+def _dialogue_setup(shop, item_vectors, encode, fast: bool):
+    """Lesson 13's settings and a ``build(n)`` that makes the tools n times (item-kNN, score rows); built once."""
+    vectors = _check_vectors(item_vectors, shop.n_items)
+    if not callable(encode):
+        raise ValueError(f"encode must be a function from a list of queries to their vectors, got "
+                         f"{type(encode).__name__}")
+    cfg, built = convrec_settings(fast), {}
+
+    def build(n):   # the lesson's set-up cell, minus loading the data and the encoder
+        for _ in range(n):
+            built["tools"], built["knn"] = _shop_tools(shop, vectors, encode, cfg["knn"])
+
+    build(1)
+    return cfg, build, built
+
+
 def convrec_probe(shop, item_vectors, encode, *, fast: bool, seed: int = 0, serve_batch: int | None = None,
                   name: str = "ConvRec: full") -> CostProbe:
     """Lesson 13: the rule-based conversational recommender "ConvRec: full" (entropy-driven questions,
@@ -298,25 +252,14 @@ def convrec_probe(shop, item_vectors, encode, *, fast: bool, seed: int = 0, serv
     the tools), total_steps 1. A query is one whole dialogue (``cv.run_dialogue``) with one rule-based shopper;
     a batch runs ``serve_batch`` dialogues in step (default: the lesson's 60 / 300).
 
-    "ConvRec: LLM manager" has no probe: SmolLM2 takes about 11 s per dialogue on two CPU cores in full mode,
-    so the ten-odd dialogues of one profile would take minutes.
+    "ConvRec: LLM manager" is costed per turn instead (:func:`llm_manager_probe`): a whole dialogue with SmolLM2
+    deciding every turn takes seconds, too slow to time ten of them.
     """
     from course_utils.llm import conversational as cv
     from course_utils.llm.simulators import RuleSimulator
 
-    vectors = _check_vectors(item_vectors, shop.n_items)
-    if not callable(encode):
-        raise ValueError(f"encode must be a function from a list of queries to their vectors, got "
-                         f"{type(encode).__name__}")
-    cfg = convrec_settings(fast)
+    cfg, build, built = _dialogue_setup(shop, item_vectors, encode, fast)
     turns, k = cfg["MAX_TURNS"], cfg["K"]
-    built = {}
-
-    def build(n):   # the lesson's set-up cell, minus loading the data and the encoder
-        for _ in range(n):
-            built["tools"], built["knn"] = _shop_tools(shop, vectors, encode, cfg["knn"])
-
-    build(1)
     users, targets = shopper_targets(shop, cfg["N_RULE"], seed, cfg["TARGET_POOL"])
     manager = lambda: cv.DialogueManager(built["tools"], cv.RulePolicy(), k=k)
     one = lambda i: slice(i % len(users), i % len(users) + 1)
@@ -396,3 +339,37 @@ def gpt4rec_probe(split, items, llm, tokenizer, *, fast: bool, seed: int = 0, se
         f"greedy new tokens per query from the last {n_recent} titles; a batch of {serve_batch} users in one "
         f"generate (the lesson writes its {12 if fast else 100} users' queries in one); FLOPs and memory of one "
         "pass over the prompt and 16 answer tokens (what cached decoding spreads over its steps)", measure=forward_once)
+
+
+def llm_manager_probe(shop, item_vectors, encode, llm, tokenizer, *, fast: bool, seed: int = 0, serve_batch: int = 4,
+                      name: str = "ConvRec: LLM manager") -> CostProbe:
+    """Lesson 13: "ConvRec: LLM manager", SmolLM2 choosing each system turn's tool call (constrained decoding,
+    at most 24 new tokens, the rule policy as fallback) over the same tools as "ConvRec: full".
+
+    A query is one **manager turn**: the first turn of a dialogue (the shopper's opening, one batched
+    ``generate``, the tool run). A whole dialogue is up to 4 / 6 such turns (FAST / full) plus the simulated
+    shopper's replies, so its bill is about turns × this row, on top of :func:`convrec_probe`'s per-dialogue cost
+    of the rules and tools. Nothing is trained: the stage is the one-off build, total_steps 1. The system
+    message's KV cache is computed once (as in the lesson) by an untimed first call. ``llm``, ``tokenizer``:
+    from ``hub.load_llm("smollm2-135m")``; ``item_vectors``, ``encode``: as for :func:`convrec_probe`.
+    """
+    from course_utils.llm import conversational as cv
+    from course_utils.llm.simulators import RuleSimulator
+    from course_utils.llm.tool_calling import LLMPolicy
+
+    if isinstance(serve_batch, bool) or not isinstance(serve_batch, int) or serve_batch < 1:
+        raise ValueError(f"serve_batch must be a positive integer, got {serve_batch!r}")
+    cfg, build, built = _dialogue_setup(shop, item_vectors, encode, fast)
+    users, targets = shopper_targets(shop, max(cfg["N_LLM"], serve_batch), seed, cfg["TARGET_POOL"])
+    openings = RuleSimulator(shop.items, users, targets).openings()
+    manager = cv.DialogueManager(built["tools"], LLMPolicy(llm, tokenizer, shop.n_items, constrained=True), k=cfg["K"])
+    first_turns = lambda rows: manager.respond([manager.new_state(users[r]) for r in rows], [openings[r] for r in rows])
+    first_turns([0])   # computes the system message's cache once, as the lesson's first call does
+    llm_params = sum(p.numel() for p in llm.parameters())
+    return CostProbe(
+        name, "13_conversational", "fashion-shop", "manager turn", llm_params + built["knn"].n_params, 0,
+        {"build (item-kNN, score rows, tools)": (build, 1)},
+        lambda i: first_turns([i % len(users)]), lambda: first_turns(list(range(serve_batch))), serve_batch,
+        f"nothing is trained; one query = one system turn (SmolLM2's constrained tool call, then the tool); a dialogue "
+        f"has up to {cfg['MAX_TURNS']} turns; params = SmolLM2 + the item-kNN's stored similarities; the shared system "
+        "message's cache computed once before timing")
