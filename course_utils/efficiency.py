@@ -580,6 +580,7 @@ class CostProbe:
     note: str = ""
     measure: Callable[[int], object] | None = None   # what FLOPs and memory are counted on; None: ``query``
     warmup: int | None = None   # untimed warm-up steps; None: profile_probe's ``warmup``
+    trains: bool = True   # False: no optimiser; the one "training" stage is a one-off build (an index, a kNN)
 
 
 def profile_probe(probe: CostProbe, n_steps: int = 3, n_queries: int = 10, warmup: int = 1,

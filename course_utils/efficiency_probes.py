@@ -272,7 +272,8 @@ def convrec_probe(shop, item_vectors, encode, *, fast: bool, seed: int = 0, serv
         lambda: cv.run_dialogues(manager(), RuleSimulator(shop.items, users[:b], targets[:b]), turns), b,
         f"nothing is trained: the stage is the one-off build, 1 step; params = the item-kNN's stored similarities; "
         f"rule policy and rule-based shopper, up to {turns} turns; numpy only, so torch's FLOP and memory counters "
-        "see nothing (NaN / 0); the items' MiniLM vectors are an input, and unused: the rule policy never searches")
+        "see nothing (NaN / 0); the items' MiniLM vectors are an input, and unused: the rule policy never searches",
+        trains=False)
 
 
 # --- lesson 12: GPT4Rec ----------------------------------------------------------------------
@@ -338,7 +339,8 @@ def gpt4rec_probe(split, items, llm, tokenizer, *, fast: bool, seed: int = 0, se
         f"nothing is trained: the stage is building the BM25 index, 1 step; params = the frozen SmolLM2; up to 16 "
         f"greedy new tokens per query from the last {n_recent} titles; a batch of {serve_batch} users in one "
         f"generate (the lesson writes its {12 if fast else 100} users' queries in one); FLOPs and memory of one "
-        "pass over the prompt and 16 answer tokens (what cached decoding spreads over its steps)", measure=forward_once)
+        "pass over the prompt and 16 answer tokens (what cached decoding spreads over its steps)",
+        measure=forward_once, trains=False)
 
 
 def llm_manager_probe(shop, item_vectors, encode, llm, tokenizer, *, fast: bool, seed: int = 0, serve_batch: int = 4,
@@ -372,4 +374,4 @@ def llm_manager_probe(shop, item_vectors, encode, llm, tokenizer, *, fast: bool,
         lambda i: first_turns([i % len(users)]), lambda: first_turns(list(range(serve_batch))), serve_batch,
         f"nothing is trained; one query = one system turn (SmolLM2's constrained tool call, then the tool); a dialogue "
         f"has up to {cfg['MAX_TURNS']} turns; params = SmolLM2 + the item-kNN's stored similarities; the shared system "
-        "message's cache computed once before timing")
+        "message's cache computed once before timing", trains=False)
