@@ -1,10 +1,24 @@
 """Shared fixtures: real MovieLens-100K (offline, from the recbole carrier) and small planted data."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from course_utils.data.movielens import load_movielens
 from course_utils.data.splits import leave_one_out_split
+
+
+@pytest.fixture(autouse=True)
+def _course_environment_restored():
+    """Whatever a test does to the COURSE_* variables is undone after it. `make test` runs the notebooks in
+    the same workers, and a kernel started later inherits the worker's environment: a leaked COURSE_RESULTS
+    once sent every later lesson's rows (and lesson 25's reading) to a test's temporary log."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("COURSE_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("COURSE_") and k not in before]:
+        del os.environ[key]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="session")

@@ -203,6 +203,7 @@ def test_course_runner_writes_the_report_beside_the_leaderboard(tmp_path, monkey
         return 0.1, "ok"
 
     monkeypatch.setattr(course_runner, "run_notebook", fake_run)
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "unused.jsonl"))   # the runner points it at its build
     lessons = tmp_path / "notebooks"
     lessons.mkdir()
     (lessons / "01_fake.ipynb").write_text("{}")
