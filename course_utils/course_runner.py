@@ -21,7 +21,7 @@ from pathlib import Path
 
 from course_utils.io import atomic_write
 from course_utils.report import report_markdown
-from course_utils.results import load_results, results_markdown
+from course_utils.results import drop_stale_rows, load_results, results_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,8 +166,11 @@ def main(argv=None) -> int:
     rows = []
     for notebook in notebooks:
         print(f"running {notebook.name} ({mode}) ...", flush=True)
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
         seconds, status = run_notebook(notebook, out_dir, args.fast)
         print(f"  {seconds:.1f} s, {status}", flush=True)
+        if status == "ok":   # a successful rerun replaces all of its lesson's rows; a failed one keeps the old
+            drop_stale_rows(results_log, notebook.stem, started)
         rows.append({"lesson": notebook.stem, "mode": mode, "seconds": round(seconds, 1), "status": status,
                      "recorded": time.strftime("%Y-%m-%d %H:%M")})
 

@@ -123,6 +123,18 @@ def _check_metrics(metrics) -> dict[str, float]:
     return clean
 
 
+def _rows_setting_aside_damage(path: Path) -> list[dict]:
+    """The log's rows; damaged lines are moved to ``<name>.corrupt`` (kept, not lost) with a warning.
+    Call it under the log's lock, before rewriting the log."""
+    rows, bad = _parse_lines(path)
+    if bad:
+        with open(path.with_name(path.name + ".corrupt"), "a", encoding="utf-8") as aside:
+            aside.writelines(line + "\n" for line in bad)
+        warnings.warn(f"{path}: moved {len(bad)} damaged line(s) to {path.name}.corrupt", RuntimeWarning,
+                      stacklevel=3)
+    return rows
+
+
 def log_result(model: str, metrics: dict, *, dataset: str, protocol: str, lesson: str,
                train_seconds: float, params: int | None, notes: str = "", seed: int | None = None,
                path: str | os.PathLike | None = None) -> dict:
@@ -150,16 +162,32 @@ def log_result(model: str, metrics: dict, *, dataset: str, protocol: str, lesson
     path = Path(path) if path else results_path()
     key = tuple(row[k] for k in KEY)
     with file_lock(path):  # read, replace and rewrite as one step: concurrent writers must not lose rows
-        rows, bad = _parse_lines(path)
-        if bad:
-            with open(path.with_name(path.name + ".corrupt"), "a", encoding="utf-8") as aside:
-                aside.writelines(line + "\n" for line in bad)
-            warnings.warn(f"{path}: moved {len(bad)} damaged line(s) to {path.name}.corrupt", RuntimeWarning,
-                          stacklevel=2)
+        rows = _rows_setting_aside_damage(path)
         rows = [r for r in rows if tuple(r.get(k) for k in KEY) != key]
         with atomic_write(path, "w") as handle:
             handle.writelines(json.dumps(r) + "\n" for r in [*rows, row])
     return row
+
+
+def drop_stale_rows(path: str | os.PathLike, lesson: str, since: str) -> int:
+    """Remove ``lesson``'s rows logged before ``since`` ("YYYY-MM-DD HH:MM:SS"), e.g. after a successful rerun
+    of that lesson: rows it no longer logs (a model dropped from a mode, a renamed protocol) do not linger.
+    Returns how many were removed. Other lessons' rows, and this lesson's newer ones, are kept."""
+    import re
+
+    if not isinstance(lesson, str) or not lesson:
+        raise ValueError(f"lesson must be a non-empty name, got {lesson!r}")
+    if not isinstance(since, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", since):
+        raise ValueError(f"since must read 'YYYY-MM-DD HH:MM:SS' (the format of logged_at), got {since!r}")
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with file_lock(path):
+        rows = _rows_setting_aside_damage(path)
+        kept = [r for r in rows if r.get("lesson") != lesson or str(r.get("logged_at", "")) >= since]
+        with atomic_write(path, "w") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in kept)
+    return len(rows) - len(kept)
 
 
 def load_results(path: str | os.PathLike | None = None, dataset: str | None = None,

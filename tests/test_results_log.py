@@ -202,3 +202,58 @@ def test_owner_rows_needs_the_key_columns():
         owner_rows(pd.DataFrame({"model": ["EASE"], "dataset": ["d"], "protocol": ["p"], "mode": ["full"]}))
     owners, reruns = owner_rows(pd.DataFrame())
     assert owners.empty and reruns.empty
+
+
+def test_drop_stale_rows_removes_only_that_lessons_older_rows(tmp_path, monkeypatch):
+    from course_utils.results import drop_stale_rows
+    monkeypatch.setenv("COURSE_FAST", "1")
+    path = tmp_path / "results.jsonl"
+    for model, lesson, stamp in [("Old", "20_x", "2026-01-01 10:00:00"), ("Kept", "20_x", "2026-01-01 12:00:00"),
+                                 ("Other", "19_y", "2026-01-01 09:00:00")]:
+        log_result(model, {"NDCG@10": 0.1}, dataset="d", protocol="p", lesson=lesson, train_seconds=0.0, params=None,
+                   path=path)
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        rows[-1]["logged_at"] = stamp                       # as if logged at that time
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with open(path, "a") as handle:
+        handle.write('{"model": "cut off')               # a damaged line is set aside, not dropped
+    with pytest.warns(RuntimeWarning, match="moved 1 damaged line"):
+        assert drop_stale_rows(path, "20_x", "2026-01-01 11:00:00") == 1
+    assert sorted(load_results(path)["model"]) == ["Kept", "Other"]
+    assert (tmp_path / "results.jsonl.corrupt").read_text() == '{"model": "cut off\n'
+    assert drop_stale_rows(path, "20_x", "2026-01-01 11:00:00") == 0
+    assert drop_stale_rows(tmp_path / "missing.jsonl", "20_x", "2026-01-01 11:00:00") == 0
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        drop_stale_rows(path, "20_x", "yesterday")
+    with pytest.raises(ValueError, match="lesson"):
+        drop_stale_rows(path, "", "2026-01-01 11:00:00")
+
+
+def test_a_successful_rerun_of_one_lesson_leaves_no_stale_rows(tmp_path, monkeypatch):
+    """`make course --only NN`: the rows a lesson no longer logs go; a failed rerun keeps the old ones."""
+    build = tmp_path / "build"
+    build.mkdir()
+    log = build / "results-fast.jsonl"
+    monkeypatch.setenv("COURSE_FAST", "1")
+    log_result("Dropped", {"NDCG@10": 0.1}, dataset="d", protocol="p", lesson="90_toy", train_seconds=0.0,
+               params=None, path=log)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows[0]["logged_at"] = "2020-01-01 00:00:00"
+    log.write_text(json.dumps(rows[0]) + "\n")
+    outcome = {"status": "FAILED: boom"}
+
+    def fake_run(notebook, out_dir, fast):
+        log_result("Current", {"NDCG@10": 0.2}, dataset="d", protocol="p", lesson="90_toy", train_seconds=0.0,
+                   params=None)
+        return 0.1, outcome["status"]
+
+    monkeypatch.setattr(course_runner, "run_notebook", fake_run)
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "unused.jsonl"))   # the runner points it at its build
+    lessons = tmp_path / "notebooks"
+    lessons.mkdir()
+    (lessons / "90_toy.ipynb").write_text("{}")
+    course_runner.main(["--fast", "--only", "90", "--notebooks", str(lessons), "--build", str(build)])
+    assert sorted(load_results(log)["model"]) == ["Current", "Dropped"]     # failed: the old row stays
+    outcome["status"] = "ok"
+    course_runner.main(["--fast", "--only", "90", "--notebooks", str(lessons), "--build", str(build)])
+    assert list(load_results(log)["model"]) == ["Current"]
