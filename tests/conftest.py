@@ -21,6 +21,16 @@ def _course_environment_restored():
     os.environ.update(before)
 
 
+@pytest.fixture(scope="module")
+def llm():
+    """The real SmolLM2-135M-Instruct, offline: (model, tokenizer). One per test module, since some modules
+    change it (adapters, frozen weights)."""
+    from course_utils.hub import load_llm
+
+    model, tokenizer, _ = load_llm("smollm2-135m", verbose=False)
+    return model, tokenizer
+
+
 @pytest.fixture(scope="session")
 def movielens():
     return load_movielens(verbose=False)

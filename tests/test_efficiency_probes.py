@@ -123,17 +123,9 @@ def test_probes_name_both_sizes_when_the_vectors_do_not_fit(split, shop):
         P.convrec_probe(shop, unit_rows(shop.n_items), "minilm", fast=True)
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    """The real SmolLM2-135M, offline (about 10 s to load): the probe is tested on what lesson 20 runs."""
-    from course_utils.hub import load_llm
-    llm, tokenizer, _ = load_llm("smollm2-135m", verbose=False)
-    return llm, tokenizer
-
-
-def test_gpt4rec_probe_writes_one_query_per_user_and_retrieves(split, smollm2):
+def test_gpt4rec_probe_writes_one_query_per_user_and_retrieves(split, llm):
     from course_utils.data.movielens import load_movielens
-    llm, tokenizer = smollm2
+    llm, tokenizer = llm
     items = load_movielens(verbose=False).items
     probe = P.gpt4rec_probe(split, items, llm, tokenizer, fast=True)
     row = profiled(probe)
@@ -146,8 +138,8 @@ def test_gpt4rec_probe_writes_one_query_per_user_and_retrieves(split, smollm2):
         P.gpt4rec_probe(split, items.head(10), llm, tokenizer, fast=True)
 
 
-def test_llm_manager_probe_costs_one_turn_of_smollm2(shop, smollm2):
-    llm, tokenizer = smollm2
+def test_llm_manager_probe_costs_one_turn_of_smollm2(shop, llm):
+    llm, tokenizer = llm
     vectors, encode = unit_rows(shop.n_items), lambda queries: unit_rows(len(queries))
     probe = P.llm_manager_probe(shop, vectors, encode, llm, tokenizer, fast=True, serve_batch=2)
     row = profiled(probe)

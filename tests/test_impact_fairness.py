@@ -218,13 +218,6 @@ def test_top_k_columns_by_hand():
         top_k_columns([[0.1, 0.2]], 3)
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm(verbose=False)
-    return model, tokenizer
-
 
 def test_attribute_scores_equal_each_prompt_scored_alone(llm, movielens):
     from course_utils.llm.prompting import movie_titles, render_chat

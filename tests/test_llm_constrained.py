@@ -43,13 +43,6 @@ def test_allowed_tokens_fn_follows_the_trie_then_only_ends():
     assert allowed(0, torch.tensor([1, 2, 7, 0])) == [0]
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm(verbose=False)
-    return model, tokenizer
-
 
 @pytest.mark.parametrize("mode", ["beam", "sample"])
 def test_every_generated_title_is_in_the_catalogue(llm, movielens, mode):

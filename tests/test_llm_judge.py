@@ -103,13 +103,6 @@ def test_prompts_carry_the_need_and_the_items():
     assert pair.index("A shows:\n1. Dark plain coat") < pair.index("B shows:\n1. Dark plain dress")
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm("smollm2-135m", verbose=False)
-    return model, tokenizer
-
 
 def test_option_scores_equal_the_hub_log_likelihood(llm):
     from course_utils.hub import sequence_log_likelihood

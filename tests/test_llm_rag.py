@@ -6,13 +6,6 @@ import pytest
 from course_utils.llm import rag
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm(verbose=False)
-    return model, tokenizer
-
 
 @pytest.fixture()
 def item():

@@ -6,13 +6,6 @@ from course_utils.llm import ranking as R
 from course_utils.llm.prompting import movie_titles, ranking_messages, render_chat
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm(verbose=False)
-    return model, tokenizer
-
 
 def test_cached_scores_equal_naive_scores(llm, movielens):
     model, tokenizer = llm

@@ -7,13 +7,6 @@ from course_utils.llm.tool_calling import (PREFILL, SYSTEM, LLMPolicy, SharedPre
                                            generate_calls, shared_start, skeleton, tool_name_trie)
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm("smollm2-135m", verbose=False)
-    return model, tokenizer
-
 
 def test_skeleton_opens_the_first_argument():
     assert skeleton("ask") == PREFILL + 'ask", "arguments": {"question": "'

@@ -8,13 +8,6 @@ from sklearn.metrics import roc_auc_score
 from course_utils.llm import tuning as tu
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from course_utils.hub import load_llm
-
-    model, tokenizer, _ = load_llm("smollm2-135m", verbose=False)
-    return model, tokenizer
-
 
 @pytest.fixture(scope="module")
 def tiny_llm(llm):
