@@ -16,12 +16,12 @@ Names may hold ``*`` (any text): lessons put a setting chosen on validation into
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import pandas as pd
 
 from course_utils.claims import Claim
+from course_utils.report import name_fits
 
 ML, SHOP = "ml-100k", "fashion-shop"
 
@@ -132,9 +132,7 @@ for _first, _why in (("EASE", "EASE's top 20"), ("dense MiniLM", "the dense retr
 
 def _matches(pattern: str, name: str) -> bool:
     """Whether ``name`` fits ``pattern`` (``*`` = any text), or the other way round."""
-    def fits(p, n):
-        return p == n or ("*" in p and re.fullmatch(".*".join(map(re.escape, p.split("*"))), n) is not None)
-    return fits(pattern, name) or fits(name, pattern)
+    return name_fits(pattern, name) or name_fits(name, pattern)
 
 
 def _check_costed(costed) -> list[tuple[str, str]]:

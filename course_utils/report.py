@@ -225,10 +225,15 @@ def _pattern(name: str):
     return re.compile(".*".join(re.escape(part) for part in name.split("*")) + r"\Z")
 
 
+def name_fits(name: str, model: str) -> bool:
+    """Whether ``model`` is ``name``, or fits it where ``name`` holds "*" (any text)."""
+    return name == model or ("*" in name and _pattern(name).match(model) is not None)
+
+
 def registered_name(model: str, dataset: str | None = None) -> str | None:
     """The registry name ``model`` is logged under (exact, or matching a "*" entry), else None."""
     for name, _, data, _ in MODELS:
-        if (dataset is None or data == dataset) and (name == model or ("*" in name and _pattern(name).match(model))):
+        if (dataset is None or data == dataset) and name_fits(name, model):
             return name
     return None
 
